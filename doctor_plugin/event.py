@@ -1,0 +1,255 @@
+"""The event model: the one record every part of doctor_plugin passes on.
+
+It is Ceilometer's event model (``ceilometer.event.models``), so that what we
+put on the bus is understood by Ceilometer and Aodh without translation, and
+what they emit we can ingest. Traits carry Ceilometer's integer type codes and
+travel as ``[name, dtype, value]`` triples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+import hashlib
+import hmac
+import typing
+import uuid
+
+
+class TraitType(enum.IntEnum):
+    """Ceilometer's trait data types, with their wire codes."""
+
+    NONE = 0
+    TEXT = 1
+    INT = 2
+    FLOAT = 3
+    DATETIME = 4
+
+
+#: Names Aodh's query ``type`` field and Ceilometer's trait definitions use.
+TRAIT_TYPE_NAMES: dict[TraitType, str] = {
+    TraitType.NONE: 'none',
+    TraitType.TEXT: 'string',
+    TraitType.INT: 'integer',
+    TraitType.FLOAT: 'float',
+    TraitType.DATETIME: 'datetime',
+}
+
+
+def parse_datetime(value: str | datetime.datetime) -> datetime.datetime:
+    """Parse an ISO 8601 time as a naive UTC datetime, Ceilometer's way."""
+    if isinstance(value, datetime.datetime):
+        parsed = value
+    else:
+        text = value.strip()
+        if text.endswith('Z'):
+            text = text[:-1] + '+00:00'
+        parsed = datetime.datetime.fromisoformat(text)
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(datetime.timezone.utc).replace(tzinfo=None)
+    return parsed
+
+
+def utcnow() -> datetime.datetime:
+    """The current time as a naive UTC datetime (Ceilometer's convention)."""
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Trait:
+    """A typed name/value pair attached to an event."""
+
+    name: str
+    dtype: TraitType
+    value: typing.Any
+
+    @classmethod
+    def of(cls, name: str, dtype: TraitType | int,
+           value: typing.Any) -> Trait:
+        """Build a trait, converting ``value`` to ``dtype``.
+
+        :raises ValueError: if the value cannot be converted.
+        """
+        dtype = TraitType(dtype)
+        return cls(name, dtype, convert_trait_value(dtype, value))
+
+    def serialize(self) -> list:
+        """Return the ``[name, dtype, value]`` triple Ceilometer sends."""
+        value = self.value
+        if isinstance(value, datetime.datetime):
+            value = value.isoformat()
+        return [self.name, int(self.dtype), value]
+
+    @classmethod
+    def deserialize(cls, data: typing.Sequence) -> Trait:
+        """Rebuild a trait from a ``[name, dtype, value]`` triple."""
+        if not isinstance(data, (list, tuple)) or len(data) != 3:
+            raise ValueError(
+                f'a trait must be a [name, dtype, value] triple, got {data!r}')
+        name, dtype, value = data
+        if not isinstance(name, str) or not name:
+            raise ValueError(f'trait name must be a non-empty string, '
+                             f'got {name!r}')
+        try:
+            return cls.of(name, int(dtype), value)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f'trait {name!r}: {exc}') from None
+
+
+def convert_trait_value(dtype: TraitType, value: typing.Any) -> typing.Any:
+    """Convert ``value`` to the Python type that ``dtype`` stands for."""
+    if value is None:
+        return None
+    if dtype == TraitType.INT:
+        if isinstance(value, bool) or (isinstance(value, float)
+                                       and not value.is_integer()):
+            raise ValueError(f'{value!r} is not an integer')
+        return int(value)
+    if dtype == TraitType.FLOAT:
+        return float(value)
+    if dtype == TraitType.DATETIME:
+        return parse_datetime(value)
+    if dtype == TraitType.TEXT:
+        return str(value)
+    return value
+
+
+def trait_type_of(value: typing.Any) -> TraitType:
+    """Pick the trait type that fits a Python value."""
+    if value is None:
+        return TraitType.NONE
+    if isinstance(value, bool):
+        return TraitType.TEXT
+    if isinstance(value, int):
+        return TraitType.INT
+    if isinstance(value, float):
+        return TraitType.FLOAT
+    if isinstance(value, datetime.datetime):
+        return TraitType.DATETIME
+    return TraitType.TEXT
+
+
+@dataclasses.dataclass(slots=True)
+class Event:
+    """A Ceilometer-compatible event.
+
+    :param message_id: unique id of the event; also the idempotency key
+    :param event_type: dotted type, e.g. ``compute.host.down``
+    :param generated: when the event was generated (naive UTC)
+    :param traits: typed name/value pairs
+    :param raw: the payload the event was built from (may be empty)
+    """
+
+    message_id: str
+    event_type: str
+    generated: datetime.datetime
+    traits: list[Trait]
+    raw: dict = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def create(cls, event_type: str,
+               traits: typing.Iterable[Trait] | dict[str, typing.Any],
+               raw: dict | None = None,
+               generated: datetime.datetime | None = None,
+               message_id: str | None = None) -> Event:
+        """Make a new event; a dict of traits is typed value by value."""
+        if isinstance(traits, dict):
+            traits = [Trait.of(k, trait_type_of(v), v)
+                      for k, v in traits.items()]
+        return cls(message_id=message_id or str(uuid.uuid4()),
+                   event_type=event_type,
+                   generated=generated or utcnow(),
+                   traits=list(traits),
+                   raw=raw if raw is not None else {})
+
+    def trait(self, name: str, default: typing.Any = None) -> typing.Any:
+        """Return the value of trait ``name``, or ``default``."""
+        for trait in self.traits:
+            if trait.name == name:
+                return trait.value
+        return default
+
+    def trait_dict(self) -> dict[str, typing.Any]:
+        """Return the traits as a plain ``{name: value}`` dict."""
+        return {t.name: t.value for t in self.traits}
+
+    def serialize(self) -> dict:
+        """Return the dict Ceilometer puts on the bus for this event."""
+        return {
+            'message_id': self.message_id,
+            'event_type': self.event_type,
+            'generated': self.generated.isoformat(),
+            'traits': [t.serialize() for t in self.traits],
+            'raw': self.raw,
+        }
+
+    @classmethod
+    def deserialize(cls, data: dict) -> Event:
+        """Rebuild an event from its bus form.
+
+        :raises ValueError: naming the field that is missing or malformed.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f'an event must be an object, got '
+                             f'{type(data).__name__}')
+        for field in ('message_id', 'event_type', 'generated'):
+            if not isinstance(data.get(field), str) or not data[field]:
+                raise ValueError(f'event field {field!r} must be a '
+                                 f'non-empty string')
+        traits = data.get('traits', [])
+        if not isinstance(traits, list):
+            raise ValueError("event field 'traits' must be a list")
+        raw = data.get('raw') or {}
+        if not isinstance(raw, dict):
+            raise ValueError("event field 'raw' must be an object")
+        try:
+            generated = parse_datetime(data['generated'])
+        except ValueError:
+            raise ValueError(f"event field 'generated' is not an ISO 8601 "
+                             f"time: {data['generated']!r}") from None
+        return cls(message_id=data['message_id'],
+                   event_type=data['event_type'],
+                   generated=generated,
+                   traits=[Trait.deserialize(t) for t in traits],
+                   raw=raw)
+
+
+def _flatten(message: dict, prefix: str = ''):
+    for name, value in sorted(message.items()):
+        key = f'{prefix}{name}'
+        if isinstance(value, dict):
+            yield from _flatten(value, key + ':')
+        else:
+            yield key, value
+
+
+def compute_signature(message: dict, secret: str | None) -> str:
+    """Sign a serialised event the way Ceilometer's publishers do.
+
+    HMAC-SHA256 over the sorted, flattened key/value pairs, leaving out any
+    existing ``message_signature``. An empty secret gives an empty signature.
+    """
+    if not secret:
+        return ''
+    digest = hmac.new(secret.encode('utf-8'), b'', hashlib.sha256)
+    for name, value in _flatten(message):
+        if name == 'message_signature':
+            continue
+        digest.update(str(name).encode('utf-8'))
+        digest.update(str(value).encode('utf-8'))
+    return digest.hexdigest()
+
+
+def verify_signature(message: dict, secret: str | None) -> bool:
+    """Check a message's ``message_signature`` in constant time."""
+    expected = compute_signature(message, secret)
+    return hmac.compare_digest(expected,
+                               str(message.get('message_signature', '')))
+
+
+def message_from_event(event: Event, secret: str | None) -> dict:
+    """Serialise and sign an event for the bus, as Ceilometer does."""
+    message = event.serialize()
+    message['message_signature'] = compute_signature(message, secret)
+    return message

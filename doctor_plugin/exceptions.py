@@ -1,0 +1,53 @@
+"""Exception types raised by doctor_plugin.
+
+Every message says what went wrong and, where the user can fix it, how.
+"""
+
+
+class DoctorPluginError(Exception):
+    """Base class of every error doctor_plugin raises on purpose."""
+
+
+class PluginLoadError(DoctorPluginError):
+    """A configured plugin could not be found or failed to load."""
+
+    def __init__(self, namespace: str, name: str, available: list[str],
+                 reason: str | None = None) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.available = sorted(available)
+        detail = f': {reason}' if reason else ''
+        super().__init__(
+            f"cannot load plugin {name!r} from entry point namespace "
+            f"{namespace!r}{detail}. Available plugins: "
+            f"{', '.join(self.available) or '(none installed)'}. "
+            f"Check the spelling in your configuration, or install the "
+            f"package that provides it.")
+
+
+class ConfigurationError(DoctorPluginError):
+    """A configuration or definition file is invalid."""
+
+    def __init__(self, source: str, entry: str | None, problem: str) -> None:
+        self.source = source
+        self.entry = entry
+        self.problem = problem
+        where = f'{source}: {entry}' if entry else source
+        super().__init__(f'{where}: {problem}')
+
+
+class InvalidPayload(DoctorPluginError):
+    """A raw payload given to a transformer is malformed.
+
+    :param field: dotted path of the offending field (``0.details.status``)
+    :param problem: what is wrong with it
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f'{field}: {problem}' if field else problem)
+
+
+class DeliveryError(DoctorPluginError):
+    """A notifier could not deliver a batch of events."""

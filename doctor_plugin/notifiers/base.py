@@ -1,0 +1,69 @@
+"""The notifier contract: a batch of Events delivered somewhere.
+
+Notifiers are chosen by the scheme of a URL, as Ceilometer chooses its
+publishers and Aodh its alarm notifiers: ``log://``, ``messaging://``,
+``http://`` and ``https://``. Options that belong to one target travel in the
+URL's query string; the rest come from the ``[notifier]`` group.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import typing
+from urllib import parse as urlparse
+
+from oslo_config import cfg
+
+from doctor_plugin import event as event_model
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AlarmNotification:
+    """An alarm state transition to report, in Aodh's terms.
+
+    These are the fields of Aodh's webhook body. ``reason_data`` carries the
+    event that triggered the alarm (``{"type": "event", "event": {...}}``).
+    """
+
+    alarm_id: str
+    alarm_name: str
+    severity: str
+    previous: str
+    current: str
+    reason: str
+    reason_data: dict
+
+    def as_body(self) -> dict:
+        """The JSON body Aodh's REST notifier posts."""
+        return dataclasses.asdict(self)
+
+
+class NotifierBase(metaclass=abc.ABCMeta):
+    """Deliver events to the target named by a URL.
+
+    :param conf: the service's configuration
+    :param url: the target; its scheme selected this plugin, its query
+        string may carry per-target options
+    """
+
+    def __init__(self, conf: cfg.ConfigOpts, url: str) -> None:
+        self.conf = conf
+        self.url = url
+        self.parsed_url = urlparse.urlsplit(url)
+        self.params = dict(urlparse.parse_qsl(self.parsed_url.query))
+
+    @abc.abstractmethod
+    def notify(self, events: typing.Sequence[event_model.Event],
+               alarm: AlarmNotification | None = None) -> None:
+        """Deliver a batch of events.
+
+        :param events: the events, in order; never empty
+        :param alarm: when an alarm fired, its transition; ``None`` when the
+            events come straight from a pipeline sink
+        :raises doctor_plugin.exceptions.DeliveryError: if the target could
+            not be reached or refused the events
+        """
+
+    def close(self) -> None:
+        """Release connections and threads; the default has none."""

@@ -1,0 +1,92 @@
+"""Load plugins by name from their stevedore entry point namespaces.
+
+Every pluggable piece is found through its namespace, never imported by
+path. A misspelt or broken plugin is a startup error that names the
+namespace and the entry point and lists what is installed.
+"""
+
+from __future__ import annotations
+
+import typing
+from urllib import parse as urlparse
+
+from oslo_log import log as logging
+import stevedore
+
+from doctor_plugin import exceptions
+
+LOG = logging.getLogger(__name__)
+
+TRANSFORMERS_NAMESPACE = 'doctor_plugin.transformers'
+NOTIFIERS_NAMESPACE = 'doctor_plugin.notifiers'
+MONITORS_NAMESPACE = 'doctor_plugin.monitors'
+
+
+def available(namespace: str) -> list[str]:
+    """Names of the entry points installed in ``namespace``."""
+    mgr = stevedore.ExtensionManager(namespace, invoke_on_load=False)
+    return sorted(mgr.names())
+
+
+def load_driver(namespace: str, name: str, *args: typing.Any,
+                **kwargs: typing.Any) -> typing.Any:
+    """Load and instantiate exactly one plugin.
+
+    Use this when configuration names a single plugin (a monitor, the
+    notifier for one URL scheme). ``args``/``kwargs`` are passed to the
+    plugin's constructor.
+
+    :raises PluginLoadError: if the entry point is missing, fails to import
+        or its constructor raises.
+    """
+    failure: list[BaseException] = []
+
+    def on_failure(manager, entrypoint, exc):
+        failure.append(exc)
+
+    try:
+        mgr = stevedore.DriverManager(
+            namespace, name, invoke_on_load=True,
+            invoke_args=args, invoke_kwds=kwargs,
+            on_load_failure_callback=on_failure)
+    except stevedore.exception.NoMatches:
+        if failure and isinstance(failure[0],
+                                  exceptions.DoctorPluginError):
+            raise failure[0] from None
+        reason = (f'{type(failure[0]).__name__}: {failure[0]}'
+                  if failure else 'no such entry point')
+        raise exceptions.PluginLoadError(
+            namespace, name, available(namespace), reason) from None
+    except exceptions.DoctorPluginError:
+        raise
+    except Exception as exc:
+        raise exceptions.PluginLoadError(
+            namespace, name, available(namespace),
+            f'{type(exc).__name__}: {exc}') from exc
+    return mgr.driver
+
+
+def load_named(namespace: str, names: typing.Iterable[str],
+               *args: typing.Any, **kwargs: typing.Any) -> dict[str, object]:
+    """Load and instantiate several plugins, keeping their names.
+
+    :raises PluginLoadError: for the first name that cannot be loaded.
+    """
+    return {name: load_driver(namespace, name, *args, **kwargs)
+            for name in names}
+
+
+def notifier_scheme(url: str) -> str:
+    """The entry point name that handles a notifier URL: its scheme."""
+    scheme = urlparse.urlsplit(url).scheme
+    if not scheme:
+        raise exceptions.ConfigurationError(
+            'notifier URL', url,
+            'has no scheme; write it as scheme://..., e.g. log:// or '
+            'messaging://?topic=alarm.all or https://host/path')
+    return scheme
+
+
+def load_notifier(conf: typing.Any, url: str) -> typing.Any:
+    """Load the notifier plugin for ``url``, chosen by its scheme."""
+    return load_driver(NOTIFIERS_NAMESPACE, notifier_scheme(url), conf, url)

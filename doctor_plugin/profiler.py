@@ -1,0 +1,92 @@
+"""Doctor's profiler checkpoints, recorded per fault.
+
+Each fault is tracked under its ``monitor_event_id``. Marks are wall-clock
+seconds (``time.time()``), so marks taken in different processes on one
+machine line up. The names are those of Doctor's performance profiler.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+CHECKPOINTS: dict[str, str] = {
+    'T00': 'link down (fault occurs)',
+    'T01': 'raw failure (monitor detects)',
+    'T02': 'found affected (inspector knows the VMs)',
+    'T03': 'VMs set to error',
+    'T04': 'host marked down',
+    'T05': 'VM error notified',
+    'T06': 'event transformed',
+    'T07': 'event evaluated',
+    'T08': 'alarm fired',
+    'T09': 'alarm received by the consumer',
+}
+
+
+class Timeline:
+    """Thread-safe store of checkpoint times, keyed by fault id.
+
+    The first mark of a checkpoint wins, except T09 (and any name passed in
+    ``last_wins``) where the last one does: with one alarm per tenant, a
+    fault is notified when its last tenant has its alarm.
+    """
+
+    def __init__(self, last_wins: tuple[str, ...] = ('T09',)) -> None:
+        self._lock = threading.Lock()
+        self._marks: dict[str, dict[str, float]] = {}
+        self._last_wins = frozenset(last_wins)
+
+    def mark(self, fault_id: str | None, checkpoint: str,
+             when: float | None = None) -> None:
+        """Record ``checkpoint`` for ``fault_id`` (now unless ``when``)."""
+        if not fault_id:
+            return
+        if checkpoint not in CHECKPOINTS:
+            raise ValueError(f'unknown profiler checkpoint {checkpoint!r}; '
+                             f'expected one of {", ".join(CHECKPOINTS)}')
+        when = time.time() if when is None else when
+        with self._lock:
+            marks = self._marks.setdefault(fault_id, {})
+            if checkpoint in self._last_wins or checkpoint not in marks:
+                marks[checkpoint] = when
+
+    def marks(self, fault_id: str) -> dict[str, float]:
+        """A copy of the marks recorded for ``fault_id``."""
+        with self._lock:
+            return dict(self._marks.get(fault_id, {}))
+
+    def forget(self, fault_id: str) -> None:
+        """Drop the marks of ``fault_id``."""
+        with self._lock:
+            self._marks.pop(fault_id, None)
+
+    def notification_time(self, fault_id: str) -> float | None:
+        """T09 − T01 in seconds, Doctor's pass criterion; None if unknown."""
+        marks = self.marks(fault_id)
+        if 'T01' in marks and 'T09' in marks:
+            return marks['T09'] - marks['T01']
+        return None
+
+    def format(self, fault_id: str) -> str:
+        """A human table of the marks, in ms from T00 (or the first mark)."""
+        marks = self.marks(fault_id)
+        if not marks:
+            return f'no profiler marks for fault {fault_id}'
+        origin = marks.get('T00', min(marks.values()))
+        lines = []
+        for name, label in CHECKPOINTS.items():
+            if name in marks:
+                value = f'{(marks[name] - origin) * 1000.0:9.2f} ms'
+            else:
+                value = '        —   '
+            lines.append(f'  {name}  {value}  {label}')
+        total = self.notification_time(fault_id)
+        if total is not None:
+            lines.append(f'  notification time T09 − T01: '
+                         f'{total * 1000.0:.2f} ms')
+        return '\n'.join(lines)
+
+
+#: The process-wide timeline the services mark.
+TIMELINE = Timeline()
