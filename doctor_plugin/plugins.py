@@ -7,6 +7,7 @@ namespace and the entry point and lists what is installed.
 
 from __future__ import annotations
 
+import importlib.metadata
 import typing
 from urllib import parse as urlparse
 
@@ -24,8 +25,8 @@ MONITORS_NAMESPACE = 'doctor_plugin.monitors'
 
 def available(namespace: str) -> list[str]:
     """Names of the entry points installed in ``namespace``."""
-    mgr = stevedore.ExtensionManager(namespace, invoke_on_load=False)
-    return sorted(mgr.names())
+    return sorted({ep.name for ep in
+                   importlib.metadata.entry_points(group=namespace)})
 
 
 def load_driver(namespace: str, name: str, *args: typing.Any,
