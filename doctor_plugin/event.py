@@ -41,6 +41,9 @@ def parse_datetime(value: str | datetime.datetime) -> datetime.datetime:
     """Parse an ISO 8601 time as a naive UTC datetime, Ceilometer's way."""
     if isinstance(value, datetime.datetime):
         parsed = value
+    elif not isinstance(value, str):
+        raise TypeError(f'expected an ISO 8601 string or a datetime, got '
+                        f'{type(value).__name__}')
     else:
         text = value.strip()
         if text.endswith('Z'):
@@ -244,8 +247,10 @@ def compute_signature(message: dict, secret: str | None) -> str:
 def verify_signature(message: dict, secret: str | None) -> bool:
     """Check a message's ``message_signature`` in constant time."""
     expected = compute_signature(message, secret)
-    return hmac.compare_digest(expected,
-                               str(message.get('message_signature', '')))
+    # Compare bytes: compare_digest raises TypeError on non-ASCII str.
+    return hmac.compare_digest(
+        expected.encode('utf-8'),
+        str(message.get('message_signature', '')).encode('utf-8'))
 
 
 def message_from_event(event: Event, secret: str | None) -> dict:

@@ -91,3 +91,14 @@ def notifier_scheme(url: str) -> str:
 def load_notifier(conf: typing.Any, url: str) -> typing.Any:
     """Load the notifier plugin for ``url``, chosen by its scheme."""
     return load_driver(NOTIFIERS_NAMESPACE, notifier_scheme(url), conf, url)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its password, fit for a log line or an error."""
+    parts = urlparse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit('@', 1)[1]
+    user = parts.username or ''
+    return urlparse.urlunsplit(
+        parts._replace(netloc=f'{user}:***@{netloc}'))

@@ -1,0 +1,98 @@
+"""Take Ceilometer-format events off the bus and evaluate them.
+
+This is the part of the chain Aodh's ``aodh-listener`` plays: it consumes
+the notifications Ceilometer's event publisher (and our ``messaging://``
+notifier) send to ``alarm.all`` — ``sample`` priority, event_type
+``event``, payload a list of serialised events — and evaluates each event.
+"""
+
+from __future__ import annotations
+
+import typing
+
+from oslo_config import cfg
+from oslo_log import log as logging
+import oslo_messaging
+
+from doctor_plugin.alarms import definitions
+from doctor_plugin.alarms import evaluator as evaluator_mod
+from doctor_plugin import event as event_model
+from doctor_plugin import exceptions
+from doctor_plugin import messaging
+
+LOG = logging.getLogger(__name__)
+
+OPTS = [
+    cfg.StrOpt('alarm_definitions_file',
+               default='alarms.yaml',
+               help='Event alarm definitions (YAML). A relative path is '
+                    'looked up in the configuration directories.'),
+    cfg.ListOpt('event_topics',
+                default=['alarm.all'],
+                help='Topics the listener takes Ceilometer-format events '
+                     'from (Ceilometer\'s notifier://?topic=alarm.all, our '
+                     'messaging://).'),
+    cfg.StrOpt('pool',
+               help='Listener pool name. Listeners sharing a pool share '
+                    'the work; leave empty to receive every event.'),
+]
+
+
+class EventEndpoint:
+    """oslo.messaging endpoint for ``event`` notifications."""
+
+    filter_rule = oslo_messaging.NotificationFilter(event_type='^event$')
+
+    def __init__(self, evaluator: evaluator_mod.EventAlarmEvaluator) -> None:
+        self.evaluator = evaluator
+
+    def sample(self, ctxt: dict, publisher_id: str, event_type: str,
+               payload: typing.Any, metadata: dict) -> None:
+        if not isinstance(payload, list):
+            payload = [payload]
+        events = []
+        for item in payload:
+            try:
+                events.append(event_model.Event.deserialize(item))
+            except (TypeError, ValueError) as exc:
+                LOG.warning('Dropping malformed event from %s (message %s):'
+                            ' %s', publisher_id, metadata.get('message_id'),
+                            exc)
+        if events:
+            self.evaluator.evaluate(events)
+
+
+class AlarmListener:
+    """The running listener: bus consumer plus evaluator."""
+
+    def __init__(self, conf: cfg.ConfigOpts,
+                 evaluator: evaluator_mod.EventAlarmEvaluator,
+                 transport_url: str | None = None) -> None:
+        conf.register_opts(OPTS, group='listener')
+        self.evaluator = evaluator
+        transport = messaging.get_transport(conf, transport_url)
+        self._server = messaging.get_listener(
+            transport, conf.listener.event_topics,
+            [EventEndpoint(evaluator)], pool=conf.listener.pool)
+
+    @classmethod
+    def from_conf(cls, conf: cfg.ConfigOpts) -> AlarmListener:
+        """Build the listener with the definitions file from ``conf``."""
+        conf.register_opts(OPTS, group='listener')
+        path = conf.find_file(conf.listener.alarm_definitions_file)
+        if path is None:
+            raise exceptions.ConfigurationError(
+                conf.listener.alarm_definitions_file, None,
+                'alarm definitions file not found in the configuration '
+                'directories; set [listener] alarm_definitions_file to its '
+                'path (a sample is etc/doctor_plugin/alarms.yaml)')
+        return cls(conf, evaluator_mod.EventAlarmEvaluator(
+            conf, definitions.load_file(path)))
+
+    def start(self) -> None:
+        self._server.start()
+
+    def stop(self) -> None:
+        self._server.stop()
+        self._server.wait()
+        self.evaluator.close()

@@ -1,0 +1,118 @@
+"""Take OpenStack notifications off the bus and feed the inspector.
+
+Every enabled transformer that declares bus ``event_types`` (Nova's
+``service.update``, ...) gets the notifications of those types; the events
+it produces go through the inspector like those of the HTTP API.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import typing
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from doctor_plugin import exceptions
+from doctor_plugin.inspector import engine
+from doctor_plugin import messaging
+from doctor_plugin.transformers import base as transformer_base
+
+LOG = logging.getLogger(__name__)
+
+OPTS = [
+    cfg.ListOpt('notification_topics',
+                default=['versioned_notifications'],
+                help='Topics carrying the OpenStack notifications to '
+                     'transform (Nova sends versioned notifications to '
+                     'versioned_notifications).'),
+    cfg.StrOpt('notification_pool',
+               default='doctor-inspector',
+               help='Listener pool: inspectors sharing it share the work, '
+                    'and the pool keeps our queue apart from other '
+                    'consumers of the same topic (Ceilometer, Searchlight).'),
+]
+
+
+class NotificationEndpoint:
+    """Dispatch notifications to transformers by event type."""
+
+    def __init__(self, inspector: engine.Inspector,
+                 transformers: typing.Sequence[
+                     transformer_base.TransformerBase]) -> None:
+        self.inspector = inspector
+        self.transformers = [t for t in transformers if t.event_types]
+
+    def handles(self, event_type: str
+                ) -> list[transformer_base.TransformerBase]:
+        return [t for t in self.transformers
+                if any(fnmatch.fnmatchcase(event_type, p)
+                       for p in t.event_types)]
+
+    def _dispatch(self, priority: str, ctxt: dict, publisher_id: str,
+                  event_type: str, payload: typing.Any,
+                  metadata: dict) -> None:
+        transformers = self.handles(event_type)
+        if not transformers:
+            return None
+        meta = dict(metadata or {}, event_type=event_type,
+                    publisher_id=publisher_id, priority=priority)
+        events = []
+        for transformer in transformers:
+            try:
+                events.extend(transformer.transform(payload, meta))
+            except exceptions.InvalidPayload as exc:
+                LOG.warning('Dropping malformed %s notification %s from %s:'
+                            ' %s', event_type, meta.get('message_id'),
+                            publisher_id, exc)
+        if events:
+            try:
+                self.inspector.process(events)
+            except exceptions.DeliveryError as exc:
+                LOG.error('Could not publish the events of %s notification '
+                          '%s: %s', event_type, meta.get('message_id'), exc)
+        return None
+
+    def audit(self, ctxt, publisher_id, event_type, payload, metadata):
+        return self._dispatch('audit', ctxt, publisher_id, event_type,
+                              payload, metadata)
+
+    def info(self, ctxt, publisher_id, event_type, payload, metadata):
+        return self._dispatch('info', ctxt, publisher_id, event_type,
+                              payload, metadata)
+
+    def warn(self, ctxt, publisher_id, event_type, payload, metadata):
+        return self._dispatch('warn', ctxt, publisher_id, event_type,
+                              payload, metadata)
+
+    def error(self, ctxt, publisher_id, event_type, payload, metadata):
+        return self._dispatch('error', ctxt, publisher_id, event_type,
+                              payload, metadata)
+
+    def critical(self, ctxt, publisher_id, event_type, payload, metadata):
+        return self._dispatch('critical', ctxt, publisher_id, event_type,
+                              payload, metadata)
+
+
+class NotificationListener:
+    """The running bus listener of the inspector."""
+
+    def __init__(self, conf: cfg.ConfigOpts, inspector: engine.Inspector,
+                 transformers: typing.Sequence[
+                     transformer_base.TransformerBase],
+                 transport_url: str | None = None) -> None:
+        conf.register_opts(OPTS, group='inspector')
+        self.endpoint = NotificationEndpoint(inspector, transformers)
+        transport = messaging.get_transport(conf, transport_url)
+        self._server = messaging.get_listener(
+            transport, conf.inspector.notification_topics, [self.endpoint],
+            pool=conf.inspector.notification_pool)
+
+    def start(self) -> None:
+        self._server.start()
+
+    def stop(self) -> None:
+        self._server.stop()
+        self._server.wait()
+
+

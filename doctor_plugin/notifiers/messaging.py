@@ -1,0 +1,194 @@
+"""Put events on the OpenStack message bus: ``messaging://``.
+
+Two outputs per batch, in this order:
+
+1. the Ceilometer event-publisher message that Aodh's event alarm listener
+   consumes: one ``sample`` notification, event type ``event``, whose payload
+   is the list of signed serialised events, on ``event_topic``
+   (``alarm.all``) -- exactly what Ceilometer's
+   ``notifier://?topic=alarm.all`` publisher sends. It goes first because
+   alarms are the latency-critical path;
+2. one plain ``info`` notification per event, with the event's own type
+   (``compute.host.down``) and its traits as a flat payload, on
+   ``notification_topic`` (``notifications``), for every other consumer.
+
+URL query parameters override the ``[notifier]`` options for one target:
+``messaging://?topic=alarm.all&notification_topic=&publisher_id=doctor``
+(an empty ``notification_topic`` turns output 2 off). The broker is the
+service's ``transport_url``; the URL takes no host.
+"""
+
+from __future__ import annotations
+
+import datetime
+import typing
+import uuid
+
+from oslo_config import cfg
+from oslo_log import log as logging
+import oslo_messaging
+from oslo_utils import timeutils
+
+from doctor_plugin import event as event_model
+from doctor_plugin import exceptions
+from doctor_plugin import messaging
+from doctor_plugin.notifiers import base
+
+LOG = logging.getLogger(__name__)
+
+OPTS = [
+    cfg.StrOpt('event_topic',
+               default='alarm.all',
+               help='Topic of the Ceilometer-format event notifications '
+                    'that Aodh\'s event alarm listener consumes (Aodh\'s '
+                    '[listener] event_alarm_topic). The messaging:// URL '
+                    'query parameter "topic" overrides it.'),
+    cfg.StrOpt('notification_topic',
+               default='notifications',
+               help='Topic of the plain OpenStack notifications, one per '
+                    'event with the event\'s own event type. Empty turns '
+                    'them off. The messaging:// URL query parameter '
+                    '"notification_topic" overrides it.'),
+    cfg.StrOpt('publisher_id',
+               default='doctor_plugin',
+               help='Publisher id of the notifications doctor_plugin puts '
+                    'on the bus. The messaging:// URL query parameter '
+                    '"publisher_id" overrides it.'),
+    cfg.StrOpt('telemetry_secret',
+               default='',
+               secret=True,
+               help='Secret used to sign event messages, as Ceilometer\'s '
+                    '[publisher] telemetry_secret; set the same value '
+                    'there so consumers can verify. Empty sends an empty '
+                    'signature.'),
+    cfg.IntOpt('messaging_retry',
+               default=2,
+               min=-1,
+               help='How many times to retry sending a notification when '
+                    'the broker is unreachable before reporting a delivery '
+                    'error; -1 retries forever, which blocks the pipeline '
+                    'while the broker is down.'),
+]
+
+_PARAMS = ('topic', 'notification_topic', 'publisher_id')
+
+#: oslo.messaging's 'messagingv2' driver format (the enveloped message).
+_MESSAGE_VERSION = 2.0
+
+
+class _TopicSender:
+    """Send notifications to one topic, raising when delivery fails.
+
+    This does what oslo.messaging's ``messagingv2`` notifier driver does, on
+    the same transport method, except for one thing: ``Notifier`` and its
+    drivers log and swallow every delivery error, so a caller can never tell
+    an alarm was lost. The doctor path must report it.
+    """
+
+    def __init__(self, transport: oslo_messaging.Transport, topic: str,
+                 publisher_id: str, retry: int) -> None:
+        self.topic = topic
+        self._transport = transport
+        self._publisher_id = publisher_id
+        self._retry = retry
+        self._targets = {
+            priority: oslo_messaging.Target(topic=f'{topic}.{priority}')
+            for priority in ('sample', 'info')}
+
+    def send(self, priority: str, event_type: str,
+             payload: typing.Any) -> None:
+        message = {
+            'message_id': str(uuid.uuid4()),
+            'publisher_id': self._publisher_id,
+            'event_type': event_type,
+            'priority': priority.upper(),
+            'payload': payload,
+            'timestamp': str(timeutils.utcnow()),
+        }
+        # Transport._send_notification is the call every oslo.messaging
+        # notifier driver makes; there is no public one that reports errors.
+        self._transport._send_notification(
+            self._targets[priority], {}, message,
+            version=_MESSAGE_VERSION, retry=self._retry)
+
+
+class MessagingNotifier(base.NotifierBase):
+    """Publish events for Aodh (Ceilometer's format) and as notifications."""
+
+    def __init__(self, conf: cfg.ConfigOpts, url: str) -> None:
+        super().__init__(conf, url)
+        conf.register_opts(OPTS, group='notifier')
+        opts = conf.notifier
+        unknown = sorted(set(self.params) - set(_PARAMS))
+        if unknown:
+            raise exceptions.ConfigurationError(
+                'notifier URL', url,
+                f"unknown query parameter(s) {', '.join(unknown)}; "
+                f"messaging:// accepts {', '.join(_PARAMS)}")
+        if self.parsed_url.netloc or self.parsed_url.path.strip('/'):
+            raise exceptions.ConfigurationError(
+                'notifier URL', url,
+                'messaging:// takes no host or path: events go to the '
+                'broker of the service\'s transport_url; write '
+                'messaging://?topic=alarm.all')
+        event_topic = self.params.get('topic', opts.event_topic)
+        if not event_topic:
+            raise exceptions.ConfigurationError(
+                'notifier URL', url,
+                'the event topic is empty; set "topic" in the URL or '
+                '[notifier] event_topic (Aodh listens on alarm.all)')
+        notification_topic = self.params.get('notification_topic',
+                                             opts.notification_topic)
+        publisher_id = self.params.get('publisher_id', opts.publisher_id)
+        self.secret = opts.telemetry_secret
+        retry = opts.messaging_retry
+        transport = messaging.get_transport(conf)
+        self.event_sender = _TopicSender(transport, event_topic,
+                                         publisher_id, retry)
+        self.notification_sender = (
+            _TopicSender(transport, notification_topic, publisher_id, retry)
+            if notification_topic else None)
+
+    def notify(self, events: typing.Sequence[event_model.Event],
+               alarm: base.AlarmNotification | None = None) -> None:
+        payload = [event_model.message_from_event(e, self.secret)
+                   for e in events]
+        self._send(self.event_sender, 'sample', 'event', payload,
+                   len(events))
+        if self.notification_sender is None:
+            return
+        for event in events:
+            self._send(self.notification_sender, 'info', event.event_type,
+                       notification_payload(event), 1)
+
+    @staticmethod
+    def _send(sender: _TopicSender, priority: str, event_type: str,
+              payload: typing.Any, count: int) -> None:
+        try:
+            sender.send(priority, event_type, payload)
+        except (oslo_messaging.MessagingException, OSError) as exc:
+            raise exceptions.DeliveryError(
+                f'could not publish {count} event(s) as {event_type!r} '
+                f'({priority}) to topic {sender.topic!r}: '
+                f'{type(exc).__name__}: {exc}. Check that the message '
+                f'broker is running and reachable from this host, and that '
+                f'transport_url ([oslo_messaging_notifications] or '
+                f'[DEFAULT]) names it with valid credentials.') from exc
+        LOG.debug('Published %(count)d event(s) as %(event_type)s '
+                  '(%(priority)s) to topic %(topic)s',
+                  {'count': count, 'event_type': event_type,
+                   'priority': priority, 'topic': sender.topic})
+
+
+def notification_payload(event: event_model.Event) -> dict:
+    """The flat payload of an event's plain notification.
+
+    The traits by name (times as ISO 8601 strings), plus ``message_id`` and
+    ``generated``, which win over traits of the same name.
+    """
+    payload = {name: (value.isoformat()
+                      if isinstance(value, datetime.datetime) else value)
+               for name, value in event.trait_dict().items()}
+    payload['message_id'] = event.message_id
+    payload['generated'] = event.generated.isoformat()
+    return payload

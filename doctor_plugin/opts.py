@@ -1,0 +1,66 @@
+"""Every option of doctor_plugin, for oslo-config-generator and services.
+
+The options are declared in the modules that use them; this module only
+collects them. ``list_opts`` is the ``oslo.config.opts`` entry point.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from oslo_config import cfg
+from oslo_messaging import opts as messaging_opts
+
+import doctor_plugin.alarms.evaluator
+import doctor_plugin.alarms.listener
+import doctor_plugin.inspector.api
+import doctor_plugin.inspector.engine
+import doctor_plugin.inspector.listener
+import doctor_plugin.inspector.service
+import doctor_plugin.monitors
+import doctor_plugin.monitors.reporter
+import doctor_plugin.monitors.tcp
+import doctor_plugin.notifiers.log
+import doctor_plugin.notifiers.messaging
+import doctor_plugin.notifiers.webhook
+import doctor_plugin.pipeline
+import doctor_plugin.transformers.nova_service
+
+
+def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
+    """Our options by group, as oslo-config-generator expects them."""
+    return [
+        ('DEFAULT', doctor_plugin.pipeline.OPTS),
+        ('inspector', list(itertools.chain(
+            doctor_plugin.inspector.api.OPTS,
+            doctor_plugin.inspector.engine.OPTS,
+            doctor_plugin.inspector.listener.OPTS,
+            doctor_plugin.inspector.service.OPTS,
+            doctor_plugin.transformers.nova_service.OPTS))),
+        ('notifier', list(itertools.chain(
+            doctor_plugin.notifiers.log.OPTS,
+            doctor_plugin.notifiers.messaging.OPTS,
+            doctor_plugin.notifiers.webhook.OPTS))),
+        ('listener', list(itertools.chain(
+            doctor_plugin.alarms.listener.OPTS,
+            doctor_plugin.alarms.evaluator.OPTS))),
+        ('monitor', list(itertools.chain(
+            doctor_plugin.monitors.OPTS,
+            doctor_plugin.monitors.reporter.OPTS,
+            doctor_plugin.monitors.tcp.OPTS))),
+    ]
+
+
+def register_all(conf: cfg.ConfigOpts) -> None:
+    """Register our options and oslo.messaging's on ``conf``.
+
+    oslo.messaging registers its own options lazily, when the first
+    transport is made; registering them up front lets configuration files
+    and overrides name them before that.
+    """
+    for group, options in list_opts():
+        conf.register_opts(options,
+                           group=None if group == 'DEFAULT' else group)
+    for group, options in messaging_opts.list_opts():
+        conf.register_opts(options,
+                           group=None if group == 'DEFAULT' else group)

@@ -1,0 +1,65 @@
+"""What every doctor_plugin process does first: configuration and logs."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import typing
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from doctor_plugin import exceptions
+from doctor_plugin import messaging
+from doctor_plugin import opts
+
+LOG = logging.getLogger(__name__)
+
+
+def prepare_service(argv: list[str] | None, prog: str,
+                    conf: cfg.ConfigOpts | None = None,
+                    default_config_files: list[str] | None = None
+                    ) -> cfg.ConfigOpts:
+    """Register every option, parse the command line and files, set up logs.
+
+    ``--config-file`` and ``--config-dir`` work as in every OpenStack
+    service; with neither, /etc/doctor_plugin/doctor_plugin.conf is read if
+    it exists.
+    """
+    conf = conf or cfg.ConfigOpts()
+    logging.register_options(conf)
+    logging.set_defaults(default_log_levels=logging.get_default_log_levels()
+                         + ['stevedore=WARN', 'oslo_messaging=WARN'])
+    opts.register_all(conf)
+    conf(argv if argv is not None else sys.argv[1:], project='doctor_plugin',
+         prog=prog, default_config_files=default_config_files,
+         validate_default_values=True)
+    logging.setup(conf, 'doctor_plugin')
+    return conf
+
+
+def run_until_signalled(start: typing.Callable[[], object],
+                        stop: typing.Callable[[], object]) -> None:
+    """Start a service, wait for SIGTERM or SIGINT, stop it."""
+    done = threading.Event()
+
+    def handler(signum, frame):
+        LOG.info('Received signal %d, stopping', signum)
+        done.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+    start()
+    try:
+        while not done.wait(1.0):
+            pass
+    finally:
+        stop()
+        messaging.cleanup()
+
+
+def fail(exc: exceptions.DoctorPluginError, prog: str) -> int:
+    """Report a startup error the user can fix; the exit status to use."""
+    print(f'{prog}: error: {exc}', file=sys.stderr)
+    return 2
