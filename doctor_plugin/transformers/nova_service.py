@@ -18,6 +18,7 @@ Updates of other services (scheduler, conductor, ...) give no event.
 from __future__ import annotations
 
 import datetime
+import json
 import typing
 import uuid
 
@@ -99,16 +100,17 @@ def _service_data(payload: typing.Any) -> dict:
                 f'(an object), got {doctor.json_type(payload)}')
     name = payload.get('nova_object.name')
     if name != PAYLOAD_NAME:
+        shown = (repr(name[:64]) if isinstance(name, str)
+                 else doctor.json_type(name))
         raise exceptions.InvalidPayload(
             'nova_object.name',
-            f'must be {PAYLOAD_NAME!r}, got '
-            f'{name!r if isinstance(name, str) else doctor.json_type(name)}'
-            f'; is Nova sending versioned notifications '
-            f'([notifications]notification_format)?')
+            f'must be {PAYLOAD_NAME!r}, got {shown}; the service.update '
+            f'transformer reads Nova\'s versioned notifications (Nova\'s '
+            f'[notifications]notification_format = versioned or both)')
     version = payload.get('nova_object.version')
     if (not isinstance(version, str)
             or version.split('.')[0] != str(PAYLOAD_MAJOR_VERSION)):
-        shown = (repr(version) if isinstance(version, str)
+        shown = (repr(version[:64]) if isinstance(version, str)
                  else doctor.json_type(version))
         raise exceptions.InvalidPayload(
             'nova_object.version',
@@ -152,9 +154,14 @@ class ServiceUpdateTransformer(base.TransformerBase):
         forced_down = _check_bool(data, 'forced_down', path)
         disabled = _check_bool(data, 'disabled', path)
         disabled_reason = data.get('disabled_reason')
-        if disabled_reason is not None:
-            disabled_reason = doctor.check_text(
-                disabled_reason, f'{path}.disabled_reason')
+        if disabled_reason:
+            # Nova's free text; empty is as good as null and gives no trait.
+            doctor.check_text(disabled_reason, f'{path}.disabled_reason')
+        elif disabled_reason not in (None, ''):
+            raise exceptions.InvalidPayload(
+                f'{path}.disabled_reason',
+                f'must be null or a string, got '
+                f'{doctor.json_type(disabled_reason)}')
         service_id = data.get('uuid')
         if service_id is not None:
             doctor.check_text(service_id, f'{path}.uuid')
@@ -187,9 +194,12 @@ class ServiceUpdateTransformer(base.TransformerBase):
             status = 'up'
 
         if notification_id is None:
+            # No message id to dedupe on: derive one from the host, its
+            # state and the notification's time, so that a redelivered
+            # notification keeps its id (when it carries a timestamp).
             notification_id = str(uuid.uuid5(
                 doctor.DETECTION_NAMESPACE,
-                f'{host}\x1f{status}\x1f{now.isoformat()}'))
+                json.dumps([host, status, now.isoformat()])))
 
         traits = [
             event_model.Trait.of('host', _TEXT, host),

@@ -1,0 +1,421 @@
+"""Tests for doctor_plugin.event."""
+
+import datetime
+import hashlib
+import hmac
+import json
+import uuid
+
+import fixtures
+
+from doctor_plugin import event as event_model
+from doctor_plugin.tests import base
+
+TraitType = event_model.TraitType
+Trait = event_model.Trait
+Event = event_model.Event
+UTC = datetime.timezone.utc
+NOW = datetime.datetime(2024, 5, 2, 10, 0, 5, 123456)
+
+
+def host_down_event():
+    return Event(
+        message_id='0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9',
+        event_type='compute.host.down',
+        generated=NOW,
+        traits=[
+            Trait('host', TraitType.TEXT, 'compute-1'),
+            Trait('report_count', TraitType.INT, 3),
+            Trait('load', TraitType.FLOAT, 0.25),
+            Trait('time', TraitType.DATETIME,
+                  datetime.datetime(2024, 5, 2, 10, 0, 0, 500000)),
+            Trait('nothing', TraitType.NONE, None),
+        ],
+        raw={'details': {'hostname': 'compute-1', 'status': 'down'}})
+
+
+class TestTraitType(base.TestCase):
+
+    def test_wire_codes_are_ceilometers(self):
+        self.assertEqual([0, 1, 2, 3, 4],
+                         [TraitType.NONE, TraitType.TEXT, TraitType.INT,
+                          TraitType.FLOAT, TraitType.DATETIME])
+
+    def test_names_are_aodhs(self):
+        self.assertEqual({TraitType.NONE: 'none', TraitType.TEXT: 'string',
+                          TraitType.INT: 'integer',
+                          TraitType.FLOAT: 'float',
+                          TraitType.DATETIME: 'datetime'},
+                         event_model.TRAIT_TYPE_NAMES)
+
+
+class TestTraitConversion(base.TestCase):
+
+    def test_text(self):
+        self.assertEqual('compute-1',
+                         Trait.of('h', TraitType.TEXT, 'compute-1').value)
+        self.assertEqual('42', Trait.of('h', TraitType.TEXT, 42).value)
+        self.assertEqual('True', Trait.of('h', TraitType.TEXT, True).value)
+
+    def test_int(self):
+        self.assertEqual(42, Trait.of('n', TraitType.INT, '42').value)
+        self.assertEqual(3, Trait.of('n', TraitType.INT, 3.0).value)
+        self.assertIsInstance(Trait.of('n', TraitType.INT, 3.0).value, int)
+
+    def test_int_rejects_fractions_booleans_and_words(self):
+        for value in (3.5, True, False, 'x', '1.5'):
+            self.assertRaises(ValueError, Trait.of, 'n', TraitType.INT,
+                              value)
+
+    def test_float(self):
+        self.assertEqual(1.5, Trait.of('f', TraitType.FLOAT, '1.5').value)
+        value = Trait.of('f', TraitType.FLOAT, 2).value
+        self.assertEqual(2.0, value)
+        self.assertIsInstance(value, float)
+        self.assertRaises(ValueError, Trait.of, 'f', TraitType.FLOAT, 'x')
+
+    def test_datetime_from_text(self):
+        trait = Trait.of('t', TraitType.DATETIME, '2024-05-02T10:00:00Z')
+        self.assertEqual(datetime.datetime(2024, 5, 2, 10, 0, 0),
+                         trait.value)
+        self.assertIsNone(trait.value.tzinfo)
+
+    def test_datetime_from_aware_datetime(self):
+        aware = datetime.datetime(2024, 5, 2, 12, 0, 0,
+                                  tzinfo=datetime.timezone(
+                                      datetime.timedelta(hours=2)))
+        self.assertEqual(datetime.datetime(2024, 5, 2, 10, 0, 0),
+                         Trait.of('t', TraitType.DATETIME, aware).value)
+
+    def test_datetime_rejects_garbage(self):
+        self.assertRaises(ValueError, Trait.of, 't', TraitType.DATETIME,
+                          'tuesday')
+
+    def test_none_keeps_the_value(self):
+        marker = {'a': 1}
+        self.assertIs(marker, Trait.of('x', TraitType.NONE, marker).value)
+
+    def test_none_value_stays_none_for_every_type(self):
+        for dtype in TraitType:
+            self.assertIsNone(Trait.of('x', dtype, None).value)
+
+    def test_dtype_given_as_wire_code(self):
+        trait = Trait.of('n', 2, '7')
+        self.assertIs(TraitType.INT, trait.dtype)
+        self.assertEqual(7, trait.value)
+
+    def test_unknown_dtype(self):
+        self.assertRaises(ValueError, Trait.of, 'x', 9, 'v')
+
+    def test_trait_type_of(self):
+        for value, expected in ((None, TraitType.NONE),
+                                (True, TraitType.TEXT),
+                                (5, TraitType.INT),
+                                (0.5, TraitType.FLOAT),
+                                (NOW, TraitType.DATETIME),
+                                ('x', TraitType.TEXT),
+                                ([1], TraitType.TEXT)):
+            self.assertIs(expected, event_model.trait_type_of(value),
+                          repr(value))
+
+
+class TestTraitWireForm(base.TestCase):
+
+    def test_serialize_gives_triples(self):
+        self.assertEqual(['host', 1, 'compute-1'],
+                         Trait('host', TraitType.TEXT,
+                               'compute-1').serialize())
+        self.assertEqual(['n', 2, 3],
+                         Trait('n', TraitType.INT, 3).serialize())
+        self.assertEqual(['f', 3, 0.5],
+                         Trait('f', TraitType.FLOAT, 0.5).serialize())
+        self.assertEqual(['t', 4, '2024-05-02T10:00:05.123456'],
+                         Trait('t', TraitType.DATETIME, NOW).serialize())
+        self.assertEqual(['z', 0, None],
+                         Trait('z', TraitType.NONE, None).serialize())
+
+    def test_serialized_dtype_is_a_plain_int(self):
+        dtype = Trait('n', TraitType.INT, 3).serialize()[1]
+        self.assertIs(int, type(dtype))
+        self.assertEqual('["n", 2, 3]',
+                         json.dumps(Trait('n', TraitType.INT, 3).serialize()))
+
+    def test_round_trip_for_every_type(self):
+        for trait in host_down_event().traits:
+            wire = json.loads(json.dumps(trait.serialize()))
+            self.assertEqual(trait, Trait.deserialize(wire))
+
+    def test_deserialize_accepts_tuples(self):
+        self.assertEqual(Trait('h', TraitType.TEXT, 'x'),
+                         Trait.deserialize(('h', 1, 'x')))
+
+    def test_deserialize_rejects_non_triples(self):
+        for data in ('host', {'name': 'h'}, ['h', 1], ['h', 1, 'x', 'y'],
+                     None):
+            exc = self.assertRaises(ValueError, Trait.deserialize, data)
+            self.assertIn('[name, dtype, value] triple', str(exc))
+
+    def test_deserialize_rejects_bad_names(self):
+        for name in ('', None, 3):
+            exc = self.assertRaises(ValueError, Trait.deserialize,
+                                    [name, 1, 'x'])
+            self.assertIn('trait name must be a non-empty string', str(exc))
+
+    def test_deserialize_rejects_bad_dtypes(self):
+        for dtype in (9, 'text', None, -1):
+            exc = self.assertRaises(ValueError, Trait.deserialize,
+                                    ['host', dtype, 'x'])
+            self.assertIn("trait 'host'", str(exc))
+
+    def test_deserialize_rejects_values_of_the_wrong_type(self):
+        for data in (['n', 2, 'many'], ['n', 2, 1.5], ['f', 3, 'x'],
+                     ['t', 4, 'not a time'], ['t', 4, 1714644000],
+                     ['n', 2, [1]]):
+            exc = self.assertRaises(ValueError, Trait.deserialize, data)
+            self.assertIn(f'trait {data[0]!r}', str(exc))
+
+
+class TestParseDatetime(base.TestCase):
+
+    def test_z_suffix(self):
+        self.assertEqual(datetime.datetime(2024, 5, 2, 10, 0, 0),
+                         event_model.parse_datetime('2024-05-02T10:00:00Z'))
+
+    def test_positive_offset(self):
+        self.assertEqual(
+            datetime.datetime(2024, 5, 2, 8, 0, 0, 123456),
+            event_model.parse_datetime('2024-05-02T10:00:00.123456+02:00'))
+
+    def test_negative_half_hour_offset(self):
+        self.assertEqual(
+            datetime.datetime(2024, 5, 2, 15, 30, 0),
+            event_model.parse_datetime('2024-05-02T10:00:00-05:30'))
+
+    def test_offset_crossing_midnight(self):
+        self.assertEqual(
+            datetime.datetime(2024, 5, 1, 23, 0, 0),
+            event_model.parse_datetime('2024-05-02T01:00:00+02:00'))
+
+    def test_naive_is_taken_as_utc(self):
+        self.assertEqual(
+            datetime.datetime(2024, 5, 2, 10, 0, 0, 123456),
+            event_model.parse_datetime('2024-05-02T10:00:00.123456'))
+
+    def test_oslo_messaging_timestamp(self):
+        self.assertEqual(
+            datetime.datetime(2024, 5, 2, 10, 0, 5, 123456),
+            event_model.parse_datetime('2024-05-02 10:00:05.123456'))
+
+    def test_surrounding_white_space(self):
+        self.assertEqual(datetime.datetime(2024, 5, 2, 10, 0, 0),
+                         event_model.parse_datetime(' 2024-05-02T10:00Z\n'))
+
+    def test_result_is_naive(self):
+        for value in ('2024-05-02T10:00:00Z', '2024-05-02T10:00:00+01:00',
+                      datetime.datetime(2024, 5, 2, tzinfo=UTC), NOW):
+            self.assertIsNone(event_model.parse_datetime(value).tzinfo)
+
+    def test_naive_datetime_passes_through(self):
+        self.assertEqual(NOW, event_model.parse_datetime(NOW))
+
+    def test_invalid_text(self):
+        for value in ('', 'now', '2024-02-30T00:00:00', '10:00:00Z'):
+            self.assertRaises(ValueError, event_model.parse_datetime, value)
+
+    def test_non_text_is_a_type_error(self):
+        for value in (1714644000, None, ['2024-05-02']):
+            self.assertRaises(TypeError, event_model.parse_datetime, value)
+
+    def test_utcnow_is_naive_utc(self):
+        before = datetime.datetime.now(UTC).replace(tzinfo=None)
+        now = event_model.utcnow()
+        after = datetime.datetime.now(UTC).replace(tzinfo=None)
+        self.assertIsNone(now.tzinfo)
+        self.assertTrue(before <= now <= after)
+
+
+class TestEvent(base.TestCase):
+
+    def test_create_types_dict_traits(self):
+        ev = Event.create('compute.host.down',
+                          {'host': 'compute-1', 'count': 2, 'load': 0.5,
+                           'time': NOW, 'forced': True, 'gone': None})
+        self.assertEqual([
+            Trait('host', TraitType.TEXT, 'compute-1'),
+            Trait('count', TraitType.INT, 2),
+            Trait('load', TraitType.FLOAT, 0.5),
+            Trait('time', TraitType.DATETIME, NOW),
+            Trait('forced', TraitType.TEXT, 'True'),
+            Trait('gone', TraitType.NONE, None),
+        ], ev.traits)
+
+    def test_create_defaults(self):
+        self.useFixture(fixtures.MockPatch('doctor_plugin.event.utcnow',
+                                           return_value=NOW))
+        ev = Event.create('compute.host.down', [])
+        self.assertEqual(4, uuid.UUID(ev.message_id).version)
+        self.assertEqual(NOW, ev.generated)
+        self.assertEqual({}, ev.raw)
+        self.assertNotEqual(ev.message_id,
+                            Event.create('compute.host.down',
+                                         []).message_id)
+
+    def test_create_keeps_given_values(self):
+        raw = {'a': 1}
+        ev = Event.create('x', [Trait('h', TraitType.TEXT, 'c')], raw=raw,
+                          generated=NOW, message_id='id-1')
+        self.assertEqual(('id-1', NOW), (ev.message_id, ev.generated))
+        self.assertIs(raw, ev.raw)
+
+    def test_trait_lookup(self):
+        ev = host_down_event()
+        self.assertEqual('compute-1', ev.trait('host'))
+        self.assertIsNone(ev.trait('missing'))
+        self.assertEqual('dflt', ev.trait('missing', 'dflt'))
+        self.assertEqual(3, ev.trait_dict()['report_count'])
+        self.assertEqual(5, len(ev.trait_dict()))
+
+    def test_serialize(self):
+        self.assertEqual({
+            'message_id': '0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9',
+            'event_type': 'compute.host.down',
+            'generated': '2024-05-02T10:00:05.123456',
+            'traits': [
+                ['host', 1, 'compute-1'],
+                ['report_count', 2, 3],
+                ['load', 3, 0.25],
+                ['time', 4, '2024-05-02T10:00:00.500000'],
+                ['nothing', 0, None],
+            ],
+            'raw': {'details': {'hostname': 'compute-1', 'status': 'down'}},
+        }, host_down_event().serialize())
+
+    def test_round_trip_through_json(self):
+        ev = host_down_event()
+        wire = json.loads(json.dumps(ev.serialize()))
+        self.assertEqual(ev, Event.deserialize(wire))
+
+    def test_deserialize_defaults(self):
+        ev = Event.deserialize({'message_id': 'm', 'event_type': 'e',
+                                'generated': '2024-05-02T10:00:05Z'})
+        self.assertEqual([], ev.traits)
+        self.assertEqual({}, ev.raw)
+        self.assertEqual(datetime.datetime(2024, 5, 2, 10, 0, 5),
+                         ev.generated)
+
+    def test_deserialize_rejects_non_objects(self):
+        exc = self.assertRaises(ValueError, Event.deserialize, ['m'])
+        self.assertIn('got list', str(exc))
+
+    def test_deserialize_requires_string_fields(self):
+        for field in ('message_id', 'event_type', 'generated'):
+            for bad in (None, '', 5):
+                data = host_down_event().serialize()
+                if bad is None:
+                    del data[field]
+                else:
+                    data[field] = bad
+                exc = self.assertRaises(ValueError, Event.deserialize, data)
+                self.assertIn(repr(field), str(exc))
+
+    def test_deserialize_rejects_bad_generated(self):
+        data = host_down_event().serialize()
+        data['generated'] = 'yesterday'
+        exc = self.assertRaises(ValueError, Event.deserialize, data)
+        self.assertIn("'generated' is not an ISO 8601 time", str(exc))
+
+    def test_deserialize_rejects_bad_traits(self):
+        data = host_down_event().serialize()
+        data['traits'] = {'host': 'compute-1'}
+        exc = self.assertRaises(ValueError, Event.deserialize, data)
+        self.assertIn("'traits' must be a list", str(exc))
+        data['traits'] = [['host', 2, 'compute-1']]
+        exc = self.assertRaises(ValueError, Event.deserialize, data)
+        self.assertIn("trait 'host'", str(exc))
+
+    def test_deserialize_rejects_bad_raw(self):
+        data = host_down_event().serialize()
+        data['raw'] = ['not', 'an', 'object']
+        exc = self.assertRaises(ValueError, Event.deserialize, data)
+        self.assertIn("'raw' must be an object", str(exc))
+
+
+class TestSignature(base.TestCase):
+
+    SECRET = 'metering-secret'
+
+    def test_no_secret_no_signature(self):
+        message = host_down_event().serialize()
+        self.assertEqual('', event_model.compute_signature(message, None))
+        self.assertEqual('', event_model.compute_signature(message, ''))
+
+    def test_ceilometer_algorithm(self):
+        # HMAC-SHA256 over the sorted, ':'-flattened key/value pairs.
+        message = {'b': 1, 'a': {'y': 'v', 'x': [1, 2]},
+                   'message_signature': 'ignored'}
+        expected = hmac.new(self.SECRET.encode(), b'a:x[1, 2]a:yvb1',
+                            hashlib.sha256).hexdigest()
+        self.assertEqual(expected,
+                         event_model.compute_signature(message, self.SECRET))
+
+    def test_independent_of_key_order(self):
+        one = {'a': 1, 'b': {'c': 2, 'd': 3}}
+        two = {'b': {'d': 3, 'c': 2}, 'a': 1}
+        self.assertEqual(event_model.compute_signature(one, self.SECRET),
+                         event_model.compute_signature(two, self.SECRET))
+
+    def test_depends_on_content_and_secret(self):
+        message = host_down_event().serialize()
+        signature = event_model.compute_signature(message, self.SECRET)
+        self.assertNotEqual(signature,
+                            event_model.compute_signature(message, 'other'))
+        message['traits'][0][2] = 'compute-2'
+        self.assertNotEqual(signature, event_model.compute_signature(
+            message, self.SECRET))
+
+    def test_existing_signature_is_left_out(self):
+        message = host_down_event().serialize()
+        unsigned = event_model.compute_signature(message, self.SECRET)
+        message['message_signature'] = 'abc'
+        self.assertEqual(unsigned,
+                         event_model.compute_signature(message, self.SECRET))
+
+    def test_message_from_event_is_signed(self):
+        ev = host_down_event()
+        message = event_model.message_from_event(ev, self.SECRET)
+        self.assertEqual(
+            event_model.compute_signature(ev.serialize(), self.SECRET),
+            message['message_signature'])
+        self.assertEqual(64, len(message['message_signature']))
+        self.assertTrue(event_model.verify_signature(message, self.SECRET))
+
+    def test_verify_survives_json(self):
+        message = event_model.message_from_event(host_down_event(),
+                                                 self.SECRET)
+        wire = json.loads(json.dumps(message))
+        self.assertTrue(event_model.verify_signature(wire, self.SECRET))
+
+    def test_verify_rejects_tampering(self):
+        message = event_model.message_from_event(host_down_event(),
+                                                 self.SECRET)
+        message['event_type'] = 'compute.host.up'
+        self.assertFalse(event_model.verify_signature(message, self.SECRET))
+
+    def test_verify_rejects_wrong_secret(self):
+        message = event_model.message_from_event(host_down_event(),
+                                                 self.SECRET)
+        self.assertFalse(event_model.verify_signature(message, 'guess'))
+
+    def test_verify_rejects_missing_signature(self):
+        message = host_down_event().serialize()
+        self.assertFalse(event_model.verify_signature(message, self.SECRET))
+
+    def test_verify_rejects_non_ascii_signature(self):
+        message = host_down_event().serialize()
+        message['message_signature'] = 'é' * 64
+        self.assertFalse(event_model.verify_signature(message, self.SECRET))
+
+    def test_unsigned_message_verifies_without_secret(self):
+        message = event_model.message_from_event(host_down_event(), None)
+        self.assertEqual('', message['message_signature'])
+        self.assertTrue(event_model.verify_signature(message, None))
