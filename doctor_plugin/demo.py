@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 import typing
+import uuid
 
 from oslo_config import cfg
 
@@ -43,18 +44,33 @@ class ChainSettings:
     tenants: int = 4
     host: str = DEMO_HOST
     repeat_actions: bool = False
+    #: Bus topic of the Ceilometer-format events. Each chain has its own,
+    #: deleted when it stops, so that runs sharing a broker never see each
+    #: other's events.
+    event_topic: str = dataclasses.field(
+        default_factory=lambda: f'alarm.doctor-demo-{uuid.uuid4().hex[:12]}')
+    #: Topic of Nova's versioned notifications; None: the inspector does
+    #: not listen on the bus.
+    nova_topic: str | None = None
 
 
-def make_conf(transport_url: str,
-              conf: cfg.ConfigOpts | None = None) -> cfg.ConfigOpts:
+def make_conf(settings: ChainSettings) -> cfg.ConfigOpts:
     """A configuration with every option registered and no files read."""
-    conf = conf or cfg.ConfigOpts()
+    conf = cfg.ConfigOpts()
     opts.register_all(conf)
     conf([], project='doctor_plugin', default_config_files=[])
-    conf.set_override('transport_url', transport_url)
+    conf.set_override('transport_url', settings.transport_url)
+    conf.set_override('event_topics', [settings.event_topic],
+                      group='listener')
     conf.set_override('port', 0, group='inspector')
-    conf.set_override('enable_notification_listener', False,
-                      group='inspector')
+    conf.set_override('enable_notification_listener',
+                      settings.nova_topic is not None, group='inspector')
+    if settings.nova_topic:
+        conf.set_override('notification_topics', [settings.nova_topic],
+                          group='inspector')
+        conf.set_override('notification_pool',
+                          f'{settings.nova_topic}.doctor-inspector',
+                          group='inspector')
     return conf
 
 
@@ -89,7 +105,7 @@ class Chain:
                  timeline: profiler.Timeline) -> None:
         self.settings = settings
         self.timeline = timeline
-        self.conf = make_conf(settings.transport_url)
+        self.conf = make_conf(settings)
         self.consumer = consumer_mod.ConsumerServer(
             on_alarm=self._on_alarm)
         pipeline = pipeline_mod.Pipeline(
@@ -98,8 +114,9 @@ class Chain:
                               'events': ['compute.host.*'],
                               'sinks': ['bus']}],
                  'sinks': [{'name': 'bus',
-                            'notifiers': ['messaging://?topic=alarm.all'
-                                          '&notification_topic=']}]},
+                            'notifiers': [
+                                'messaging://?topic=' + settings.event_topic
+                                + '&notification_topic=']}]},
                 '<demo pipeline>'))
         self.inspector = inspector_service.InspectorService(
             self.conf, pipeline=pipeline,
@@ -126,7 +143,13 @@ class Chain:
         self.inspector.stop()
         self.listener.stop()
         self.consumer.stop()
+        queues = messaging.listener_queue_names([self.settings.event_topic])
+        if self.settings.nova_topic:
+            queues += messaging.listener_queue_names(
+                [], self.conf.inspector.notification_pool)
         messaging.cleanup()
+        messaging.delete_queues(self.conf, self.settings.transport_url,
+                                queues)
 
 
 class SimulatedHost:

@@ -10,7 +10,10 @@ import threading
 import typing
 
 from oslo_config import cfg
+from oslo_log import log as logging
 import oslo_messaging
+
+LOG = logging.getLogger(__name__)
 
 _TRANSPORTS: dict[str | None, oslo_messaging.Transport] = {}
 _LOCK = threading.Lock()
@@ -64,3 +67,52 @@ def get_listener(transport: oslo_messaging.Transport,
             pool=pool, batch_size=batch_size, batch_timeout=batch_timeout)
     return oslo_messaging.get_notification_listener(
         transport, targets, endpoints, executor='threading', pool=pool)
+
+
+#: Priorities a notification listener may bind a queue for.
+PRIORITIES = ('audit', 'critical', 'debug', 'error', 'info', 'sample', 'warn')
+
+
+def listener_queue_names(topics: typing.Iterable[str],
+                         pool: str | None = None) -> list[str]:
+    """The RabbitMQ queues a notification listener on ``topics`` declares.
+
+    oslo.messaging names them ``<topic>.<priority>``, or after the pool
+    when there is one.
+    """
+    if pool:
+        return [pool]
+    return [f'{topic}.{priority}' for topic in topics
+            for priority in PRIORITIES]
+
+
+def delete_queues(conf: cfg.ConfigOpts, url: str | None,
+                  names: typing.Iterable[str]) -> None:
+    """Delete queues on the RabbitMQ broker of ``url``.
+
+    For runs that made topics of their own (the demo, the benchmark, the
+    functional tests): oslo.messaging declares durable queues, which would
+    otherwise stay on a shared broker after the run. Other transports have
+    nothing to delete.
+    """
+    if not url or not url.startswith('rabbit'):
+        return
+    import kombu  # the rabbit driver's own dependency
+
+    parsed = oslo_messaging.TransportURL.parse(conf, url)
+    host = parsed.hosts[0]
+    with kombu.Connection(hostname=host.hostname, port=host.port or 5672,
+                          userid=host.username, password=host.password,
+                          virtual_host=parsed.virtual_host or '/',
+                          connect_timeout=5) as conn:
+        for name in names:
+            channel = conn.channel()
+            try:
+                channel.queue_delete(name)
+            except Exception as exc:
+                LOG.debug('Could not delete queue %s: %s', name, exc)
+            finally:
+                try:
+                    channel.close()
+                except Exception:
+                    pass

@@ -102,3 +102,19 @@ def redact_url(url: str) -> str:
     user = parts.username or ''
     return urlparse.urlunsplit(
         parts._replace(netloc=f'{user}:***@{netloc}'))
+
+
+def describe(namespace: str) -> list[tuple[str, str]]:
+    """Each installed plugin of ``namespace`` with ``ok`` or why it fails
+    to import (without constructing it).
+    """
+    rows = []
+    for ep in sorted(importlib.metadata.entry_points(group=namespace),
+                     key=lambda e: e.name):
+        try:
+            ep.load()
+        except Exception as exc:
+            rows.append((ep.name, f'BROKEN: {type(exc).__name__}: {exc}'))
+        else:
+            rows.append((ep.name, f'ok ({ep.value})'))
+    return rows

@@ -51,7 +51,9 @@ class NotifierBase(metaclass=abc.ABCMeta):
         self.conf = conf
         self.url = url
         self.parsed_url = urlparse.urlsplit(url)
-        self.params = dict(urlparse.parse_qsl(self.parsed_url.query))
+        # Blank values are kept: an empty parameter can mean "turn off".
+        self.params = dict(urlparse.parse_qsl(self.parsed_url.query,
+                                              keep_blank_values=True))
 
     @abc.abstractmethod
     def notify(self, events: typing.Sequence[event_model.Event],

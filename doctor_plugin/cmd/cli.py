@@ -1,0 +1,205 @@
+"""``doctor-plugin``: the operator's command line.
+
+Sub-commands: ``demo`` (the whole Doctor chain on one machine), ``bench``
+(the benchmark harness), ``list-plugins`` and ``validate-config``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging as std_logging
+import sys
+
+from doctor_plugin.alarms import definitions
+from doctor_plugin.bench import harness
+from doctor_plugin.bench import scenarios
+from doctor_plugin import demo
+from doctor_plugin import exceptions
+from doctor_plugin.inspector import topology as topology_mod
+from doctor_plugin import messaging
+from doctor_plugin import pipeline as pipeline_mod
+from doctor_plugin import plugins
+from doctor_plugin import service
+
+PROG = 'doctor-plugin'
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be at least 1, got {value}')
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f'must be positive, got {value}')
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description='OPNFV Doctor fault management for '
+                               'OpenStack: operator commands.')
+    parser.add_argument('-v', '--verbose', action='store_true',
+                        help='log what the services do (to stderr)')
+    sub = parser.add_subparsers(dest='command', required=True)
+
+    p = sub.add_parser(
+        'demo', help='run the whole Doctor chain once on this machine',
+        description='Simulate a compute host fault and follow it through '
+                    'monitor, inspector, message bus, alarm listener and '
+                    'the tenants\' consumer webhooks; print the Doctor '
+                    'timeline. Exits 1 if a consumer missed its alarm.')
+    p.add_argument('--transport-url', default=messaging.FAKE_TRANSPORT_URL,
+                   help='oslo.messaging transport (default: the embedded '
+                        'fake:// bus; e.g. '
+                        'rabbit://guest:guest@127.0.0.1:5672/)')
+    p.add_argument('--vms', type=_positive_int, default=20,
+                   help='instances on the failing host (default 20)')
+    p.add_argument('--tenants', type=_positive_int, default=4,
+                   help='tenants owning them, one consumer each (default 4)')
+    p.add_argument('--timeout', type=_positive_float, default=10.0,
+                   help='seconds to wait for the alarms (default 10)')
+    p.add_argument('--interval', type=_positive_float, default=0.01,
+                   help='monitor probe interval in seconds (default 0.01)')
+
+    p = sub.add_parser(
+        'bench', help='measure the figures of shared/BENCHMARKS.md',
+        description='Run benchmark scenarios and print p50/p90/p99/max. '
+                    'Exits 0 even when a target is missed (see "met").')
+    p.add_argument('--scenario', required=True,
+                   choices=sorted(scenarios.SCENARIOS) + ['all'],
+                   help='scenario id, or all')
+    p.add_argument('--transport-url',
+                   default=scenarios.DEFAULT_TRANSPORT_URL,
+                   help='oslo.messaging transport (default: RabbitMQ on '
+                        '127.0.0.1:5672)')
+    p.add_argument('--trials', type=_positive_int,
+                   help='number of measured trials (scenario default)')
+    p.add_argument('--duration', type=_positive_float,
+                   help='seconds of the soak part of a scenario')
+    p.add_argument('--json', metavar='FILE',
+                   help='also write the results as JSON to FILE')
+
+    sub.add_parser('list-plugins',
+                   help='list installed plugins and whether they load')
+
+    p = sub.add_parser(
+        'validate-config',
+        help='check a configuration and the files it names',
+        description='Parse the configuration (oslo.config options such as '
+                    '--config-file and --config-dir follow), then load the '
+                    'pipeline, the alarm definitions, the topology and '
+                    'every plugin they name.')
+    p.add_argument('oslo_args', nargs=argparse.REMAINDER,
+                   help='oslo.config arguments, e.g. --config-file FILE')
+    return parser
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    settings = demo.ChainSettings(transport_url=args.transport_url,
+                                  vms=args.vms, tenants=args.tenants)
+    return demo.run_demo(settings, args.timeout, interval=args.interval)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    options = scenarios.BenchOptions(
+        transport_url=args.transport_url, trials=args.trials,
+        duration=args.duration)
+    ids = (sorted(scenarios.SCENARIOS) if args.scenario == 'all'
+           else [args.scenario])
+    results: list[harness.ScenarioResult] = []
+    for scenario_id in ids:
+        print(f'running {scenario_id} ...', flush=True)
+        result = scenarios.SCENARIOS[scenario_id](
+            options, lambda line: print(line, file=sys.stderr))
+        print(result.as_table(), flush=True)
+        results.append(result)
+    if args.json:
+        data = [r.as_json() for r in results]
+        with open(args.json, 'w', encoding='utf-8') as f:
+            json.dump(data[0] if len(data) == 1 else data, f, indent=2)
+        print(f'results written to {args.json}')
+    return 0
+
+
+def cmd_list_plugins(args: argparse.Namespace) -> int:
+    for namespace in (plugins.TRANSFORMERS_NAMESPACE,
+                      plugins.NOTIFIERS_NAMESPACE,
+                      plugins.MONITORS_NAMESPACE):
+        print(namespace)
+        for name, status in plugins.describe(namespace):
+            print(f'  {name:16} {status}')
+    return 0
+
+
+def cmd_validate_config(args: argparse.Namespace) -> int:
+    oslo_args = [a for a in args.oslo_args if a != '--']
+    conf = service.prepare_service(oslo_args, f'{PROG} validate-config')
+    checks = []
+    try:
+        path = conf.find_file(conf.pipeline_cfg_file)
+        if path is None:
+            raise exceptions.ConfigurationError(
+                conf.pipeline_cfg_file, None, 'pipeline file not found')
+        definition = pipeline_mod.PipelineDefinition.from_file(path)
+        for sink in definition.sinks.values():
+            for url in sink.notifiers:
+                plugins.load_notifier(conf, url).close()
+        checks.append(f'pipeline {path}: {len(definition.sources)} '
+                      f'source(s), {len(definition.sinks)} sink(s)')
+        path = conf.find_file(conf.listener.alarm_definitions_file)
+        if path is not None:
+            alarms = definitions.load_file(path)
+            for alarm in alarms:
+                for url in (alarm.alarm_actions + alarm.ok_actions
+                            + alarm.insufficient_data_actions):
+                    plugins.load_notifier(conf, url).close()
+            checks.append(f'alarm definitions {path}: {len(alarms)} '
+                          f'alarm(s)')
+        if conf.inspector.topology_file:
+            topo = topology_mod.HostTopology.from_file(
+                conf.inspector.topology_file)
+            checks.append(f'topology {conf.inspector.topology_file}: '
+                          f'{len(topo)} instance(s) on '
+                          f'{len(topo.hosts)} host(s)')
+        plugins.load_driver(plugins.TRANSFORMERS_NAMESPACE,
+                            conf.inspector.api_transformer, conf)
+        plugins.load_named(plugins.TRANSFORMERS_NAMESPACE,
+                           conf.inspector.transformers, conf)
+        checks.append('transformers: ' + ', '.join(
+            [conf.inspector.api_transformer] + conf.inspector.transformers))
+    except exceptions.DoctorPluginError as exc:
+        for line in checks:
+            print(f'ok: {line}')
+        return service.fail(exc, PROG)
+    for line in checks:
+        print(f'ok: {line}')
+    print('configuration is valid')
+    return 0
+
+
+COMMANDS = {
+    'demo': cmd_demo,
+    'bench': cmd_bench,
+    'list-plugins': cmd_list_plugins,
+    'validate-config': cmd_validate_config,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    std_logging.basicConfig(
+        level=std_logging.INFO if args.verbose else std_logging.WARNING,
+        format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    try:
+        return COMMANDS[args.command](args)
+    except exceptions.DoctorPluginError as exc:
+        return service.fail(exc, PROG)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""The console scripts as an operator runs them: processes, config files."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import fixtures
+import requests
+import yaml
+
+from doctor_plugin import consumer as consumer_mod
+from doctor_plugin import messaging
+from doctor_plugin.monitors import base as monitor_base
+from doctor_plugin.tests.functional import base
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+class TestServices(base.FunctionalTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.dir = self.useFixture(fixtures.TempDir()).path
+        self.consumer = consumer_mod.ConsumerServer().start()
+        self.addCleanup(self.consumer.stop)
+        self.port = free_port()
+        topic = f'alarm.svc-{self.run_id}'
+        self.write('pipeline.yaml', {
+            'sources': [{'name': 'faults', 'events': ['compute.host.*'],
+                         'sinks': ['bus']}],
+            'sinks': [{'name': 'bus', 'notifiers': [
+                f'messaging://?topic={topic}&notification_topic=',
+                'log://']}]})
+        self.write('topology.yaml', {'hosts': {'compute-7': [
+            {'id': 'vm-a', 'project_id': 'tenant-a'},
+            {'id': 'vm-b', 'project_id': 'tenant-b'}]}})
+        self.write('alarms.yaml', {'alarms': [
+            {'name': f'host-down-{t}', 'project_id': t,
+             'event_rule': {'event_type': 'compute.host.down'},
+             'alarm_actions': [f'{self.consumer.url}/{t}']}
+            for t in ('tenant-a', 'tenant-b')]})
+        with open(os.path.join(self.dir, 'doctor_plugin.conf'), 'w') as f:
+            f.write(f"""[DEFAULT]
+transport_url = {base.TRANSPORT_URL}
+pipeline_cfg_file = {self.dir}/pipeline.yaml
+[inspector]
+port = {self.port}
+topology_file = {self.dir}/topology.yaml
+notification_topics = versioned_notifications.svc-{self.run_id}
+notification_pool = doctor-inspector.svc-{self.run_id}
+[listener]
+alarm_definitions_file = {self.dir}/alarms.yaml
+event_topics = {topic}
+""")
+        self.addCleanup(
+            messaging.delete_queues, self.conf, base.TRANSPORT_URL,
+            messaging.listener_queue_names([topic])
+            + [f'doctor-inspector.svc-{self.run_id}'])
+
+    def write(self, name, data):
+        with open(os.path.join(self.dir, name), 'w') as f:
+            yaml.safe_dump(data, f)
+
+    def spawn(self, script):
+        proc = subprocess.Popen(
+            [os.path.join(os.path.dirname(sys.executable), script),
+             '--config-file', os.path.join(self.dir, 'doctor_plugin.conf')],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+        def stop():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+            proc.stdout.close()
+        self.addCleanup(stop)
+        return proc, stop
+
+    def wait_healthy(self, proc, url, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self.fail(f'service exited with {proc.returncode}: '
+                          f'{proc.stdout.read()}')
+            try:
+                if requests.get(url, timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        self.fail(f'{url} did not answer within {timeout} s')
+
+    def test_inspector_and_listener_processes(self):
+        listener, stop_listener = self.spawn('doctor-plugin-listener')
+        inspector, stop_inspector = self.spawn('doctor-plugin-inspector')
+        base_url = f'http://127.0.0.1:{self.port}'
+        self.wait_healthy(inspector, f'{base_url}/healthz')
+        # The listener has no HTTP endpoint: give it time to bind its queue.
+        time.sleep(2)
+        self.assertIsNone(listener.poll())
+        fault = monitor_base.FaultReport('compute-7', 'down', 'functional',
+                                         detected_at=time.time())
+        resp = requests.put(f'{base_url}/events',
+                            json=[fault.as_doctor_event()], timeout=5)
+        self.assertEqual(200, resp.status_code, resp.text)
+        alarms = self.consumer.wait_for(2, timeout=15)
+        self.assertEqual(['/tenant-a', '/tenant-b'],
+                         sorted(a.path for a in alarms))
+        for alarm in alarms:
+            self.assertEqual(fault.monitor_event_id,
+                             alarm.trait('monitor_event_id'))
+        stop_inspector()
+        stop_listener()
+        self.assertEqual(0, inspector.returncode)
+        self.assertEqual(0, listener.returncode)
+
+    def test_misspelt_plugin_is_a_startup_error(self):
+        self.write('pipeline.yaml', {
+            'sources': [{'name': 'faults', 'events': ['*'],
+                         'sinks': ['s']}],
+            'sinks': [{'name': 's', 'notifiers': ['mesaging://']}]})
+        proc, _ = self.spawn('doctor-plugin-inspector')
+        out, _ = proc.communicate(timeout=30)
+        self.assertEqual(2, proc.returncode, out)
+        self.assertIn("'mesaging'", out)
+        self.assertIn('doctor_plugin.notifiers', out)
+        self.assertIn('messaging', out.split('Available plugins:')[1])
+        self.assertIn('pipeline.yaml', out)
