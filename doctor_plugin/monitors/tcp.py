@@ -65,9 +65,9 @@ OPTS = [
 ]
 
 HOSTS_OPTION = '[monitor] hosts'
-_HOSTS_FORMAT = ('expected hostname=address:port, e.g. '
-                 'compute-1=192.0.2.11:22 or compute-1=[2001:db8::11]:22 '
-                 '(IPv6 addresses in brackets)')
+_HOSTS_SYNTAX = ('hostname=address:port, e.g. compute-1=192.0.2.11:22 or '
+                 'compute-1=[2001:db8::11]:22 (IPv6 addresses in brackets)')
+_HOSTS_FORMAT = f'expected {_HOSTS_SYNTAX}'
 
 #: connect() errors that say this machine, not the watched host, is in
 #: trouble; a probe failing with one of them is neither a hit nor a miss.
@@ -114,7 +114,7 @@ def parse_host(entry: str) -> tuple[str, str, int]:
         raise bad(f'port {port_text!r} is not a number; '
                   f'{_HOSTS_FORMAT}') from None
     if not 0 < port < 65536:
-        raise bad(f'port {port} is not between 1 and 65535')
+        raise bad(f'port {port} is not between 1 and 65535; {_HOSTS_FORMAT}')
     return hostname, address, port
 
 
@@ -134,6 +134,13 @@ class WatchedHost:
     misses: int = 0
     state: str | None = None
     last_error: str = ''
+
+    @property
+    def target(self) -> str:
+        """``address:port`` as written in configuration."""
+        if ':' in self.address:
+            return f'[{self.address}]:{self.port}'
+        return f'{self.address}:{self.port}'
 
     def observe(self, ok: bool, miss_count: int,
                 may_report_down: bool) -> str | None:
@@ -198,7 +205,7 @@ class TCPMonitor(base.MonitorBase):
         if not self.hosts:
             raise exceptions.ConfigurationError(
                 HOSTS_OPTION, None,
-                f'no hosts to watch; list them as {_HOSTS_FORMAT[9:]}')
+                f'no hosts to watch; list them as {_HOSTS_SYNTAX}')
         self._reports: queue.Queue[base.FaultReport | None] = queue.Queue()
         self._grace_ends = 0.0
 
@@ -226,7 +233,7 @@ class TCPMonitor(base.MonitorBase):
                     'TCPMonitor hosts', entry,
                     'port must be an integer between 1 and 65535')
             hosts[hostname] = resolve('TCPMonitor hosts', entry, hostname,
-                                      address, port)
+                                      address.strip('[]'), port)
         return hosts
 
     def run(self, stop: threading.Event) -> None:
@@ -313,11 +320,11 @@ class TCPMonitor(base.MonitorBase):
     def _observe(self, host: WatchedHost, error: int) -> None:
         """Account for one probe of ``host``; report a state change."""
         if error in _LOCAL_ERRORS:
-            LOG.warning('Cannot probe host %(host)s at %(addr)s:%(port)d: '
+            LOG.warning('Cannot probe host %(host)s at %(target)s: '
                         '%(error)s; this machine is short of resources, '
                         'the probe is not counted',
-                        {'host': host.hostname, 'addr': host.address,
-                         'port': host.port, 'error': os.strerror(error)})
+                        {'host': host.hostname, 'target': host.target,
+                         'error': os.strerror(error)})
             return
         if error:
             host.last_error = os.strerror(error)
@@ -331,17 +338,16 @@ class TCPMonitor(base.MonitorBase):
                            report.detected_at)
         if status == 'down':
             LOG.warning('Host %(host)s is down: %(misses)d consecutive '
-                        'probes of %(addr)s:%(port)d failed, last with '
+                        'probes of %(target)s failed, last with '
                         '"%(error)s" (event %(id)s)',
                         {'host': host.hostname, 'misses': host.misses,
-                         'addr': host.address, 'port': host.port,
-                         'error': host.last_error,
+                         'target': host.target, 'error': host.last_error,
                          'id': report.monitor_event_id})
         else:
-            LOG.info('Host %(host)s is up again: %(addr)s:%(port)d accepts '
+            LOG.info('Host %(host)s is up again: %(target)s accepts '
                      'connections (event %(id)s)',
-                     {'host': host.hostname, 'addr': host.address,
-                      'port': host.port, 'id': report.monitor_event_id})
+                     {'host': host.hostname, 'target': host.target,
+                      'id': report.monitor_event_id})
         self._reports.put(report)
 
     def _deliver_reports(self) -> None:

@@ -1,0 +1,79 @@
+"""``doctor-plugin-monitor``: run one monitor plugin until told to stop.
+
+The monitor named by ``[monitor] driver`` watches hosts and reports each
+state change to the inspector at ``[monitor] inspector_url``. SIGTERM or
+SIGINT stops it cleanly.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import types
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from doctor_plugin import exceptions
+from doctor_plugin import monitors
+from doctor_plugin.monitors import reporter as reporter_mod
+from doctor_plugin import plugins
+
+LOG = logging.getLogger(__name__)
+
+#: Exit status for a configuration the monitor cannot start with.
+EXIT_CONFIG_ERROR = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the configuration, load the monitor and run it.
+
+    :param argv: command line arguments, without the program name;
+        ``sys.argv[1:]`` when None
+    :returns: the exit status: 0 after a clean stop, 2 if the configured
+        monitor cannot be loaded or its configuration is invalid
+    """
+    conf = cfg.ConfigOpts()
+    logging.register_options(conf)
+    conf.register_opts(monitors.OPTS, group='monitor')
+    conf(argv, project='doctor_plugin', prog='doctor-plugin-monitor')
+    logging.setup(conf, 'doctor_plugin')
+
+    reporter = reporter_mod.InspectorReporter(conf)
+    try:
+        monitor = plugins.load_driver(plugins.MONITORS_NAMESPACE,
+                                      conf.monitor.driver, conf, reporter)
+    except (exceptions.PluginLoadError,
+            exceptions.ConfigurationError) as exc:
+        reporter.close()
+        print(f'doctor-plugin-monitor: {exc}', file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+
+    stop = threading.Event()
+    received: list[int] = []
+
+    def request_stop(signum: int, frame: types.FrameType | None) -> None:
+        # Logging from a signal handler can deadlock; log after run().
+        received.append(signum)
+        stop.set()
+
+    previous = {signum: signal.signal(signum, request_stop)
+                for signum in (signal.SIGTERM, signal.SIGINT)}
+    LOG.info('Monitor %(driver)s started; reporting to %(url)s',
+             {'driver': conf.monitor.driver, 'url': reporter.url})
+    try:
+        monitor.run(stop)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        reporter.close()
+    LOG.info('Monitor %(driver)s stopped on %(signal)s',
+             {'driver': conf.monitor.driver,
+              'signal': ', '.join(signal.Signals(n).name for n in received)
+              or 'request'})
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
