@@ -43,6 +43,9 @@ class ReceivedAlarm:
 
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = 'HTTP/1.1'
+    # Headers and body go out in separate writes; with Nagle's algorithm
+    # the body would wait for the client's delayed ACK (40 ms on Linux).
+    disable_nagle_algorithm = True
     server: ConsumerServer
 
     def do_POST(self) -> None:

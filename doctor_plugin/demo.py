@@ -97,8 +97,9 @@ def tenant_alarms(settings: ChainSettings, consumer_url: str
 
 
 class Chain:
-    """Inspector → bus → alarm listener → consumer, started and stopped
-    together. The demo and the benchmark both run on it.
+    """Inspector → bus → alarm listener → consumer, run together.
+
+    The demo, the benchmark and the functional tests all run on it.
     """
 
     def __init__(self, settings: ChainSettings,

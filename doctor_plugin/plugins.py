@@ -105,8 +105,9 @@ def redact_url(url: str) -> str:
 
 
 def describe(namespace: str) -> list[tuple[str, str]]:
-    """Each installed plugin of ``namespace`` with ``ok`` or why it fails
-    to import (without constructing it).
+    """Each installed plugin of ``namespace`` and whether it imports.
+
+    The plugins are imported, not constructed.
     """
     rows = []
     for ep in sorted(importlib.metadata.entry_points(group=namespace),

@@ -83,7 +83,9 @@ class InspectorAPI:
             return self.put_events(req)
         if req.path_info == '/healthz':
             if req.method not in ('GET', 'HEAD'):
-                return _error(405, 'use GET on /healthz')
+                resp = _error(405, 'use GET on /healthz')
+                resp.allow = ('GET', 'HEAD')
+                return resp
             return webob.Response(json_body={'status': 'ok'})
         return _error(404, f'no such resource {req.path_info}; the '
                            f'inspector serves PUT /events and GET /healthz')
@@ -122,6 +124,10 @@ class InspectorAPI:
 
 
 class _QuietHandler(simple_server.WSGIRequestHandler):
+    # wsgiref writes headers and body separately; without this the body
+    # waits for the client's delayed ACK.
+    disable_nagle_algorithm = True
+
     def log_message(self, format: str, *args: typing.Any) -> None:
         LOG.debug('inspector API: ' + format, *args)
 

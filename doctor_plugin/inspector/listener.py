@@ -114,5 +114,3 @@ class NotificationListener:
     def stop(self) -> None:
         self._server.stop()
         self._server.wait()
-
-

@@ -12,7 +12,6 @@ import uuid
 from oslo_config import cfg
 
 
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class FaultReport:
     """One detected change of a host's state, as a monitor reports it.
@@ -72,4 +71,3 @@ class MonitorBase(metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def run(self, stop: threading.Event) -> None:
         """Watch until ``stop`` is set, reporting every state change."""
-
