@@ -11,6 +11,9 @@ from __future__ import annotations
 import dataclasses
 import http.server
 import json
+import signal
+import subprocess
+import sys
 import threading
 import time
 import typing
@@ -79,29 +82,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         LOG.debug('consumer: ' + format, *args)
 
 
-class ConsumerServer(http.server.ThreadingHTTPServer):
-    """Receive alarm webhooks on ``host:port`` (port 0 picks a free one).
+class AlarmLog:
+    """The alarms a consumer received, with a way to wait for them."""
 
-    Use as a context manager, or call :meth:`start` and :meth:`stop`.
-    :meth:`wait_for` blocks until a number of alarms arrived.
-    """
-
-    daemon_threads = True
-
-    def __init__(self, host: str = '127.0.0.1', port: int = 0,
-                 on_alarm: typing.Callable[[ReceivedAlarm], None]
+    def __init__(self, on_alarm: typing.Callable[[ReceivedAlarm], None]
                  | None = None) -> None:
-        super().__init__((host, port), _Handler)
         self.alarms: list[ReceivedAlarm] = []
         self._cond = threading.Condition()
         self._on_alarm = on_alarm
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        """The base URL of this consumer."""
-        host, port = self.server_address[:2]
-        return f'http://{host}:{port}'
 
     def record(self, alarm: ReceivedAlarm) -> None:
         with self._cond:
@@ -128,6 +116,30 @@ class ConsumerServer(http.server.ThreadingHTTPServer):
         with self._cond:
             self.alarms.clear()
 
+
+class ConsumerServer(AlarmLog, http.server.ThreadingHTTPServer):
+    """Receive alarm webhooks on ``host:port`` (port 0 picks a free one).
+
+    Use as a context manager, or call :meth:`start` and :meth:`stop`.
+    :meth:`wait_for` blocks until a number of alarms arrived.
+    """
+
+    daemon_threads = True
+
+    def __init__(self, host: str = '127.0.0.1', port: int = 0,
+                 on_alarm: typing.Callable[[ReceivedAlarm], None]
+                 | None = None) -> None:
+        AlarmLog.__init__(self, on_alarm)
+        http.server.ThreadingHTTPServer.__init__(self, (host, port),
+                                                 _Handler)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL of this consumer."""
+        host, port = self.server_address[:2]
+        return f'http://{host}:{port}'
+
     def start(self) -> ConsumerServer:
         self._thread = threading.Thread(
             target=self.serve_forever, kwargs={'poll_interval': 0.05},
@@ -146,3 +158,81 @@ class ConsumerServer(http.server.ThreadingHTTPServer):
 
     def __exit__(self, *exc_info: typing.Any) -> None:
         self.stop()
+
+
+class ConsumerProcess(AlarmLog):
+    """A :class:`ConsumerServer` in a process of its own.
+
+    A tenant's VNF manager does not share the inspector's interpreter; the
+    benchmark runs the consumer this way so that its request parsing does
+    not compete with the chain for the GIL. Each alarm comes back over a
+    pipe, with the time the consumer received it.
+    """
+
+    def __init__(self, on_alarm: typing.Callable[[ReceivedAlarm], None]
+                 | None = None) -> None:
+        super().__init__(on_alarm)
+        self._proc: subprocess.Popen | None = None
+        self._reader: threading.Thread | None = None
+        self.url = ''
+
+    def start(self, timeout: float = 30.0) -> ConsumerProcess:
+        self._proc = subprocess.Popen(
+            [sys.executable, '-m', 'doctor_plugin.consumer'],
+            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        first = self._proc.stdout.readline()
+        try:
+            self.url = json.loads(first)['url']
+        except (ValueError, KeyError, TypeError):
+            self.stop()
+            raise RuntimeError(f'the consumer process did not start: '
+                               f'{first!r}') from None
+        self._reader = threading.Thread(target=self._read, daemon=True,
+                                        name='doctor-consumer-reader')
+        self._reader.start()
+        return self
+
+    def _read(self) -> None:
+        for line in self._proc.stdout:
+            data = json.loads(line)
+            self.record(ReceivedAlarm(data['path'], data['body'],
+                                      data['headers'], data['received_at']))
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
+        if self._reader is not None:
+            self._reader.join(5)
+        self._proc.stdout.close()
+        self._proc = None
+
+
+def main() -> None:
+    """Serve on a free loopback port; one JSON line per alarm on stdout."""
+    lock = threading.Lock()
+
+    def emit(data: dict) -> None:
+        with lock:
+            sys.stdout.write(json.dumps(data) + '\n')
+            sys.stdout.flush()
+
+    def on_alarm(alarm: ReceivedAlarm) -> None:
+        emit(dataclasses.asdict(alarm))
+
+    server = ConsumerServer(on_alarm=on_alarm)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(
+        target=server.shutdown, daemon=True).start())
+    emit({'url': server.url})
+    server.serve_forever(poll_interval=0.05)
+    server.server_close()
+
+
+if __name__ == '__main__':
+    main()

@@ -119,18 +119,21 @@ class MessagingNotifier(base.NotifierBase):
         super().__init__(conf, url)
         conf.register_opts(OPTS, group='notifier')
         opts = conf.notifier
+        if self.parsed_url.netloc or self.parsed_url.path.strip('/'):
+            # Not the URL itself: its userinfo may hold a password.
+            shown = (f'messaging://{self.parsed_url.hostname or ""}'
+                     f'{self.parsed_url.path}')
+            raise exceptions.ConfigurationError(
+                'notifier URL', shown,
+                'messaging:// takes no host or path: events go to the '
+                'broker of the service\'s transport_url; write '
+                'messaging://?topic=alarm.all')
         unknown = sorted(set(self.params) - set(_PARAMS))
         if unknown:
             raise exceptions.ConfigurationError(
                 'notifier URL', url,
                 f"unknown query parameter(s) {', '.join(unknown)}; "
                 f"messaging:// accepts {', '.join(_PARAMS)}")
-        if self.parsed_url.netloc or self.parsed_url.path.strip('/'):
-            raise exceptions.ConfigurationError(
-                'notifier URL', url,
-                'messaging:// takes no host or path: events go to the '
-                'broker of the service\'s transport_url; write '
-                'messaging://?topic=alarm.all')
         event_topic = self.params.get('topic', opts.event_topic)
         if not event_topic:
             raise exceptions.ConfigurationError(
@@ -142,7 +145,18 @@ class MessagingNotifier(base.NotifierBase):
         publisher_id = self.params.get('publisher_id', opts.publisher_id)
         self.secret = opts.telemetry_secret
         retry = opts.messaging_retry
-        transport = messaging.get_transport(conf)
+        try:
+            transport = messaging.get_transport(conf)
+        except oslo_messaging.InvalidTransportURL:
+            # Not the exception's text: it repeats the URL and password.
+            raise exceptions.ConfigurationError(
+                'transport_url', None,
+                'is not a valid transport URL; write it as '
+                'rabbit://user:password@host:5672/vhost') from None
+        except oslo_messaging.DriverLoadFailure as exc:
+            raise exceptions.ConfigurationError(
+                'transport_url', None,
+                f'{exc}; install the driver or fix the URL scheme') from None
         self.event_sender = _TopicSender(transport, event_topic,
                                          publisher_id, retry)
         self.notification_sender = (

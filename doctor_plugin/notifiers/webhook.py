@@ -1,0 +1,356 @@
+"""POST Aodh's alarm webhook body to a URL: ``http://`` and ``https://``.
+
+A consumer (a VNF manager) that already takes Aodh's alarm actions takes
+these unchanged. With an alarm, its transition is posted once. Without one
+(events straight from a pipeline sink) each event is posted as an alarm
+synthesised the way Aodh's event evaluator would report it.
+
+Query parameters starting with ``doctor-`` set options for this URL only and
+are not sent: ``doctor-ssl-verify=false``, ``doctor-timeout=2`` (as Aodh's
+``aodh-alarm-ssl-verify``). Other query parameters are kept.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import time
+import typing
+from urllib import parse as urlparse
+import uuid
+
+from oslo_config import cfg
+from oslo_log import log as logging
+from oslo_utils import strutils
+import requests
+from requests import adapters
+from urllib3.util import retry as urllib3_retry
+
+from doctor_plugin import event as event_model
+from doctor_plugin import exceptions
+from doctor_plugin.notifiers import base
+
+LOG = logging.getLogger(__name__)
+
+#: Aodh's alarm severities.
+SEVERITIES = ('low', 'moderate', 'critical')
+
+OPTS = [
+    cfg.FloatOpt('webhook_timeout',
+                 default=5.0,
+                 min=0.1,
+                 help='Seconds to wait for a webhook consumer to accept the '
+                      'connection, and again for its response. Per URL: '
+                      'doctor-timeout=2.'),
+    cfg.IntOpt('webhook_max_retries',
+               default=2,
+               min=0,
+               help='How many times to retry a webhook POST that could not '
+                    'connect or got a 5xx answer, with a short backoff. '
+                    'Consumers can drop duplicates by the X-Doctor-Event-Id '
+                    'header. Timed-out responses are not retried.'),
+    cfg.BoolOpt('webhook_ssl_verify',
+                default=True,
+                help='Whether to verify the certificate of https:// webhook '
+                     'consumers. Per URL: doctor-ssl-verify=false.'),
+    cfg.StrOpt('webhook_ca_bundle',
+               help='Path of a CA bundle to verify https:// webhook '
+                    'consumers with, instead of the system\'s.'),
+    cfg.StrOpt('webhook_client_cert',
+               help='Path of a client certificate (PEM) to present to '
+                    'https:// webhook consumers; it may hold the key too.'),
+    cfg.StrOpt('webhook_client_key',
+               help='Path of the private key of webhook_client_cert, when '
+                    'the certificate file does not hold it.'),
+    cfg.IntOpt('webhook_pool_size',
+               default=10,
+               min=1,
+               help='Connections each webhook notifier keeps open to its '
+                    'consumer, i.e. how many POSTs can run in parallel '
+                    'without opening new connections.'),
+    cfg.StrOpt('default_severity',
+               default='critical',
+               choices=SEVERITIES,
+               help='Severity of alarms synthesised from events whose '
+                    '"severity" trait is not one of Aodh\'s.'),
+]
+
+#: The per-URL parameters, by name without the ``doctor-`` prefix.
+URL_PARAMS = ('ssl-verify', 'timeout')
+_URL_PARAM_PREFIX = 'doctor-'
+
+#: Statuses worth retrying: the consumer or a proxy in front of it failed.
+_RETRY_STATUSES = frozenset({500, 502, 503, 504})
+_RETRY_BACKOFF = 0.1
+
+
+class WebhookNotifier(base.NotifierBase):
+    """Post Aodh alarm webhook bodies over one pooled HTTP session."""
+
+    def __init__(self, conf: cfg.ConfigOpts, url: str) -> None:
+        super().__init__(conf, url)
+        conf.register_opts(OPTS, group='notifier')
+        opts = conf.notifier
+        if not self.parsed_url.hostname:
+            raise exceptions.ConfigurationError(
+                'notifier URL', self.safe_url,
+                'has no host; write it as https://host[:port]/path')
+        overrides = self._url_overrides()
+        #: The URL as posted: without doctor-* parameters or fragment.
+        self.target_url = urlparse.urlunsplit(
+            self.parsed_url._replace(query=_strip_doctor_params(
+                self.parsed_url.query), fragment=''))
+        self.timeout = self._parse_timeout(
+            overrides.get('timeout'), opts.webhook_timeout)
+        self.default_severity = opts.default_severity
+        self.verify: bool | str = True
+        self.cert: str | tuple[str, str] | None = None
+        if self.parsed_url.scheme == 'https':
+            self._configure_tls(opts, overrides.get('ssl-verify'))
+
+        self.session = requests.Session()
+        adapter = adapters.HTTPAdapter(
+            pool_maxsize=opts.webhook_pool_size,
+            max_retries=urllib3_retry.Retry(
+                total=opts.webhook_max_retries,
+                connect=opts.webhook_max_retries,
+                status=opts.webhook_max_retries,
+                # A timed-out or cut response may have been acted on, and
+                # retrying it multiplies the latency of the alarm. False
+                # (not 0) keeps requests' ReadTimeout rather than a
+                # MaxRetryError.
+                read=False,
+                other=0,
+                allowed_methods=None,
+                status_forcelist=_RETRY_STATUSES,
+                backoff_factor=_RETRY_BACKOFF,
+                respect_retry_after_header=False,
+                raise_on_status=False))
+        self.session.mount('http://', adapter)
+        self.session.mount('https://', adapter)
+        # Read the proxy settings of the environment once, here: with
+        # trust_env requests re-reads os.environ (and ~/.netrc) on every
+        # request, a quarter of a webhook's CPU time under cProfile. The CA
+        # bundle comes from [notifier] webhook_ca_bundle, not from
+        # REQUESTS_CA_BUNDLE.
+        self.session.trust_env = False
+        self.session.proxies.update(
+            requests.utils.get_environ_proxies(self.target_url))
+
+    @property
+    def safe_url(self) -> str:
+        """The URL to show in logs and errors: no userinfo, no query."""
+        parsed = self.parsed_url
+        netloc = parsed.netloc.rpartition('@')[2]
+        return urlparse.urlunsplit((parsed.scheme, netloc, parsed.path,
+                                    '', ''))
+
+    def _url_overrides(self) -> dict[str, str]:
+        overrides = {}
+        for name, value in urlparse.parse_qsl(self.parsed_url.query,
+                                              keep_blank_values=True):
+            if not name.startswith(_URL_PARAM_PREFIX):
+                continue
+            key = name[len(_URL_PARAM_PREFIX):]
+            if key not in URL_PARAMS:
+                raise exceptions.ConfigurationError(
+                    'notifier URL', self.safe_url,
+                    f'unknown parameter {name!r}; the doctor- parameters '
+                    f'are ' + ', '.join(_URL_PARAM_PREFIX + p
+                                        for p in URL_PARAMS))
+            overrides[key] = value
+        return overrides
+
+    def _parse_timeout(self, value: str | None, default: float) -> float:
+        if value is None:
+            return default
+        try:
+            timeout = float(value)
+        except ValueError:
+            timeout = -1.0
+        if not 0.1 <= timeout < float('inf'):
+            raise exceptions.ConfigurationError(
+                'notifier URL', self.safe_url,
+                f'doctor-timeout={value!r} is not a number of seconds of '
+                f'at least 0.1')
+        return timeout
+
+    def _configure_tls(self, opts: typing.Any,
+                       verify_override: str | None) -> None:
+        verify = opts.webhook_ssl_verify
+        if verify_override is not None:
+            try:
+                verify = strutils.bool_from_string(verify_override,
+                                                   strict=True)
+            except ValueError:
+                raise exceptions.ConfigurationError(
+                    'notifier URL', self.safe_url,
+                    f'doctor-ssl-verify={verify_override!r} is not a '
+                    f'boolean; write true or false') from None
+        if verify and opts.webhook_ca_bundle:
+            self.verify = _existing_file('webhook_ca_bundle',
+                                         opts.webhook_ca_bundle)
+        else:
+            self.verify = verify
+        if opts.webhook_client_key and not opts.webhook_client_cert:
+            raise exceptions.ConfigurationError(
+                '[notifier] webhook_client_key', opts.webhook_client_key,
+                'is set without webhook_client_cert; set the certificate '
+                'too, or unset the key')
+        if opts.webhook_client_cert:
+            cert = _existing_file('webhook_client_cert',
+                                  opts.webhook_client_cert)
+            self.cert = ((cert, _existing_file('webhook_client_key',
+                                               opts.webhook_client_key))
+                         if opts.webhook_client_key else cert)
+
+    def notify(self, events: typing.Sequence[event_model.Event],
+               alarm: base.AlarmNotification | None = None) -> None:
+        if alarm is not None:
+            self._post(alarm, events[0].message_id)
+            return
+        for index, event in enumerate(events):
+            try:
+                self._post(self.alarm_from_event(event), event.message_id)
+            except exceptions.DeliveryError as exc:
+                if index == 0:
+                    raise
+                raise exceptions.DeliveryError(
+                    f'{exc} ({index} of {len(events)} events of this '
+                    f'batch were delivered before)') from exc
+
+    def alarm_from_event(self, event: event_model.Event
+                         ) -> base.AlarmNotification:
+        """Synthesise the alarm Aodh's event evaluator would report."""
+        severity = str(event.trait('severity') or '').lower()
+        if severity not in SEVERITIES:
+            severity = self.default_severity
+        status = str(event.trait('status') or '').lower()
+        if not event.event_type.endswith('.down') and status == 'up':
+            previous, current = 'alarm', 'ok'
+        else:
+            previous, current = 'ok', 'alarm'
+        alarm_id = uuid.uuid5(uuid.NAMESPACE_URL, '\n'.join(
+            (self._stable_url(), event.event_type)))
+        return base.AlarmNotification(
+            alarm_id=str(alarm_id),
+            alarm_name=f'doctor:{event.event_type}',
+            severity=severity,
+            previous=previous,
+            current=current,
+            reason=(f'Event <id={event.message_id},'
+                    f'event_type={event.event_type}> received.'),
+            reason_data={'type': 'event', 'event': event.serialize()})
+
+    def _stable_url(self) -> str:
+        # Without userinfo, so rotating credentials keeps alarm ids.
+        parsed = urlparse.urlsplit(self.target_url)
+        return urlparse.urlunsplit(parsed._replace(
+            netloc=parsed.netloc.rpartition('@')[2]))
+
+    def _post(self, alarm: base.AlarmNotification, event_id: str) -> None:
+        request_id = f'req-{uuid.uuid4()}'
+        headers = {
+            'Content-Type': 'application/json',
+            'x-openstack-request-id': request_id,
+            'X-Doctor-Event-Id': event_id,
+        }
+        body = json.dumps(alarm.as_body(), default=_json_default)
+        started = time.monotonic()
+        try:
+            response = self.session.post(
+                self.target_url, data=body, headers=headers,
+                timeout=self.timeout, verify=self.verify, cert=self.cert,
+                allow_redirects=False)
+        except requests.RequestException as exc:
+            raise exceptions.DeliveryError(
+                f'could not post alarm {alarm.alarm_name} to webhook '
+                f'{self.safe_url}: {_describe(exc, self.timeout)}. '
+                f'{_advice(exc)}') from exc
+        elapsed = time.monotonic() - started
+        if not 200 <= response.status_code < 300:
+            raise exceptions.DeliveryError(
+                f'webhook {self.safe_url} refused alarm {alarm.alarm_name}: '
+                f'HTTP {response.status_code} {response.reason}'
+                f'{_excerpt(response)}. {_status_advice(response)}')
+        LOG.info('Delivered alarm %(name)s <%(id)s> (%(previous)s -> '
+                 '%(current)s) to %(url)s: HTTP %(status)d in '
+                 '%(elapsed).3fs, request-id %(request_id)s',
+                 {'name': alarm.alarm_name, 'id': alarm.alarm_id,
+                  'previous': alarm.previous, 'current': alarm.current,
+                  'url': self.safe_url, 'status': response.status_code,
+                  'elapsed': elapsed, 'request_id': request_id})
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _strip_doctor_params(query: str) -> str:
+    # Filter the raw pairs so the kept ones are sent exactly as written.
+    return '&'.join(
+        pair for pair in query.split('&')
+        if pair and not urlparse.unquote_plus(
+            pair.partition('=')[0]).startswith(_URL_PARAM_PREFIX))
+
+
+def _existing_file(option: str, path: str) -> str:
+    if not os.path.isfile(path):
+        raise exceptions.ConfigurationError(
+            f'[notifier] {option}', path,
+            'no such file; fix the path or unset the option')
+    return path
+
+
+def _json_default(value: typing.Any) -> typing.Any:
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    raise TypeError(f'{type(value).__name__} is not JSON serialisable')
+
+
+def _describe(exc: requests.RequestException, timeout: float) -> str:
+    if isinstance(exc, requests.ConnectTimeout):
+        return f'no connection within {timeout}s'
+    if isinstance(exc, requests.ReadTimeout):
+        return f'no response within {timeout}s'
+    # requests wraps urllib3's MaxRetryError, whose str() repeats the URL
+    # with its query; its reason is the cause without it.
+    cause = exc.args[0] if exc.args else exc
+    cause = getattr(cause, 'reason', None) or cause
+    text = str(cause)
+    # urllib3 prefixes connection errors with the connection's repr.
+    if text.startswith(('HTTPConnection(', 'HTTPSConnection(')):
+        text = text.partition('): ')[2] or text
+    return f'{type(exc).__name__}: {text}'
+
+
+def _advice(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.exceptions.SSLError):
+        return ('Check the consumer\'s certificate and [notifier] '
+                'webhook_ca_bundle, or add doctor-ssl-verify=false to the '
+                'URL for a test consumer.')
+    if isinstance(exc, requests.Timeout):
+        return ('Check that the consumer is up and answers quickly, or '
+                'raise [notifier] webhook_timeout (per URL: '
+                'doctor-timeout=).')
+    return ('Check that the consumer is running and that its host and '
+            'port are reachable from this host.')
+
+
+def _status_advice(response: requests.Response) -> str:
+    if 300 <= response.status_code < 400:
+        return ('Redirects are not followed; configure the URL the '
+                'consumer redirects to.')
+    if response.status_code in (401, 403):
+        return 'Check the credentials the consumer expects.'
+    if response.status_code < 500:
+        return ('Check the URL path, and that the consumer accepts Aodh\'s '
+                'alarm webhook body.')
+    return 'The consumer failed; check its logs.'
+
+
+def _excerpt(response: requests.Response, limit: int = 200) -> str:
+    text = ' '.join(response.text.split())
+    if not text:
+        return ''
+    return f' ({text[:limit]}{"..." if len(text) > limit else ""})'
