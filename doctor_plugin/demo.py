@@ -52,6 +52,9 @@ class ChainSettings:
     #: Topic of Nova's versioned notifications; None: the inspector does
     #: not listen on the bus.
     nova_topic: str | None = None
+    #: Run the tenants' consumer in a process of its own, as a VNF manager
+    #: would be (the benchmark does); otherwise a thread of this process.
+    consumer_process: bool = False
 
 
 def make_conf(settings: ChainSettings) -> cfg.ConfigOpts:
@@ -107,8 +110,20 @@ class Chain:
         self.settings = settings
         self.timeline = timeline
         self.conf = make_conf(settings)
-        self.consumer = consumer_mod.ConsumerServer(
-            on_alarm=self._on_alarm)
+        # The consumer runs from here on: its URL goes into the alarms.
+        if settings.consumer_process:
+            self.consumer = consumer_mod.ConsumerProcess(
+                on_alarm=self._on_alarm).start()
+        else:
+            self.consumer = consumer_mod.ConsumerServer(
+                on_alarm=self._on_alarm).start()
+        try:
+            self._build(settings)
+        except BaseException:
+            self.consumer.stop()
+            raise
+
+    def _build(self, settings: ChainSettings) -> None:
         pipeline = pipeline_mod.Pipeline(
             self.conf, pipeline_mod.PipelineDefinition.from_dict(
                 {'sources': [{'name': 'host_faults',
@@ -121,10 +136,10 @@ class Chain:
                 '<demo pipeline>'))
         self.inspector = inspector_service.InspectorService(
             self.conf, pipeline=pipeline,
-            topology=tenant_topology(settings), timeline=timeline)
+            topology=tenant_topology(settings), timeline=self.timeline)
         evaluator = evaluator_mod.EventAlarmEvaluator(
             self.conf, tenant_alarms(settings, self.consumer.url),
-            timeline=timeline)
+            timeline=self.timeline)
         self.listener = alarm_listener.AlarmListener(self.conf, evaluator)
 
     def _on_alarm(self, alarm: consumer_mod.ReceivedAlarm) -> None:
@@ -132,7 +147,6 @@ class Chain:
                            alarm.received_at)
 
     def start(self) -> Chain:
-        self.consumer.start()
         self.listener.start()
         self.inspector.start()
         self.conf.set_override('inspector_url',

@@ -39,6 +39,7 @@ def run_b1(options: BenchOptions,
     settings = demo.ChainSettings(transport_url=options.transport_url,
                                   vms=100, tenants=10, host='compute-b1',
                                   repeat_actions=True,
+                                  consumer_process=True,
                                   event_topic=f'alarm.bench-{uuid.uuid4()}')
     timeline = profiler.Timeline()
     chain = demo.Chain(settings, timeline)
