@@ -94,8 +94,6 @@ def build_parser() -> argparse.ArgumentParser:
                     '--config-file and --config-dir follow), then load the '
                     'pipeline, the alarm definitions, the topology and '
                     'every plugin they name.')
-    p.add_argument('oslo_args', nargs=argparse.REMAINDER,
-                   help='oslo.config arguments, e.g. --config-file FILE')
     return parser
 
 
@@ -137,8 +135,8 @@ def cmd_list_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_validate_config(args: argparse.Namespace) -> int:
-    oslo_args = [a for a in args.oslo_args if a != '--']
-    conf = service.prepare_service(oslo_args, f'{PROG} validate-config')
+    conf = service.prepare_service(args.oslo_args,
+                                   f'{PROG} validate-config')
     checks = []
     try:
         path = conf.find_file(conf.pipeline_cfg_file)
@@ -191,7 +189,13 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == 'validate-config':
+        # Everything after the sub-command is oslo.config's.
+        args.oslo_args = extra
+    elif extra:
+        parser.error(f'unrecognized arguments: {" ".join(extra)}')
     std_logging.basicConfig(
         level=std_logging.INFO if args.verbose else std_logging.WARNING,
         format='%(asctime)s %(levelname)s %(name)s: %(message)s')

@@ -1,0 +1,99 @@
+"""The doctor-plugin command: demo, validate-config, list-plugins."""
+
+import contextlib
+import io
+import os
+
+import fixtures
+import yaml
+
+from doctor_plugin.cmd import cli
+from doctor_plugin import messaging
+from doctor_plugin.tests import base
+
+ETC = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'etc',
+                   'doctor_plugin')
+
+
+class TestCLI(base.TestCase):
+
+    def run_cli(self, *argv):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                rc = cli.main(list(argv))
+            except SystemExit as exc:
+                rc = exc.code
+        return rc, out.getvalue(), err.getvalue()
+
+    def write_conf(self, alarms=None):
+        tmp = self.useFixture(fixtures.TempDir()).path
+        alarms_path = os.path.join(ETC, 'alarms.yaml')
+        if alarms is not None:
+            alarms_path = os.path.join(tmp, 'alarms.yaml')
+            with open(alarms_path, 'w') as f:
+                yaml.safe_dump(alarms, f)
+        conf = os.path.join(tmp, 'doctor_plugin.conf')
+        with open(conf, 'w') as f:
+            f.write(f'[DEFAULT]\n'
+                    f'pipeline_cfg_file = {ETC}/pipeline.yaml\n'
+                    f'transport_url = fake://\n'
+                    f'[inspector]\n'
+                    f'topology_file = {ETC}/topology.yaml\n'
+                    f'[listener]\n'
+                    f'alarm_definitions_file = {alarms_path}\n')
+        return conf
+
+    def test_demo_on_the_fake_bus(self):
+        self.addCleanup(messaging.cleanup)
+        rc, out, err = self.run_cli('demo', '--vms', '6', '--tenants', '3',
+                                    '--timeout', '10')
+        self.assertEqual(0, rc, out + err)
+        self.assertIn('T01', out)
+        self.assertIn('T09', out)
+        self.assertIn('notification time T09 − T01', out)
+        self.assertIn('received 3 alarm(s)', out)
+        self.assertIn('"alarm_name": "host-down-tenant-', out)
+
+    def test_validate_shipped_config(self):
+        rc, out, err = self.run_cli('validate-config', '--config-file',
+                                    self.write_conf())
+        self.assertEqual(0, rc, out + err)
+        self.assertIn('configuration is valid', out)
+        self.assertIn('3 instance(s) on 2 host(s)', out)
+
+    def test_validate_reports_the_broken_alarm(self):
+        conf = self.write_conf({'alarms': [{
+            'name': 'a', 'severity': 'urgent',
+            'event_rule': {'event_type': 'compute.host.down'}}]})
+        rc, out, err = self.run_cli('validate-config', '--config-file', conf)
+        self.assertEqual(2, rc)
+        self.assertIn('alarms[0] (a)', err)
+        self.assertIn("got 'urgent'", err)
+        self.assertNotIn('configuration is valid', out)
+
+    def test_validate_reports_a_misspelt_notifier(self):
+        conf = self.write_conf({'alarms': [{
+            'name': 'a', 'event_rule': {'event_type': '*'},
+            'alarm_actions': ['htps://example.invalid/x']}]})
+        rc, out, err = self.run_cli('validate-config', '--config-file', conf)
+        self.assertEqual(2, rc)
+        self.assertIn("'htps'", err)
+        self.assertIn('doctor_plugin.notifiers', err)
+
+    def test_list_plugins(self):
+        rc, out, _ = self.run_cli('list-plugins')
+        self.assertEqual(0, rc)
+        for name in ('doctor', 'nova_service', 'messaging', 'http', 'https',
+                     'log', 'tcp'):
+            self.assertRegex(out, rf'\n  {name} +ok ')
+
+    def test_unknown_arguments_rejected(self):
+        rc, _, err = self.run_cli('demo', '--config-file', 'x')
+        self.assertEqual(2, rc)
+        self.assertIn('unrecognized arguments', err)
+
+    def test_bench_rejects_unknown_scenario(self):
+        rc, _, err = self.run_cli('bench', '--scenario', 'B42')
+        self.assertEqual(2, rc)
+        self.assertIn('invalid choice', err)
