@@ -12,6 +12,7 @@ import typing
 from oslo_config import cfg
 from oslo_log import log as logging
 import oslo_messaging
+from oslo_messaging import opts as messaging_opts
 
 LOG = logging.getLogger(__name__)
 
@@ -22,20 +23,37 @@ _LOCK = threading.Lock()
 FAKE_TRANSPORT_URL = 'fake://'
 
 
+def _register_messaging_opts(conf: cfg.ConfigOpts) -> None:
+    for group, options in messaging_opts.list_opts():
+        if group in ('DEFAULT', 'oslo_messaging_notifications'):
+            conf.register_opts(
+                options, group=None if group == 'DEFAULT' else group)
+
+
+def resolve_url(conf: cfg.ConfigOpts, url: str | None = None) -> str | None:
+    """The transport URL a notification transport of ``conf`` would use."""
+    if url:
+        return url
+    _register_messaging_opts(conf)
+    return (conf.oslo_messaging_notifications.transport_url
+            or conf.transport_url)
+
+
 def get_transport(conf: cfg.ConfigOpts,
                   url: str | None = None) -> oslo_messaging.Transport:
     """The process's notification transport for ``url``.
 
     With ``url`` None, oslo.messaging's own options decide
     (``[oslo_messaging_notifications] transport_url``, then
-    ``[DEFAULT] transport_url``).
+    ``[DEFAULT] transport_url``). Transports are shared by resolved URL.
     """
+    key = resolve_url(conf, url)
     with _LOCK:
-        transport = _TRANSPORTS.get(url)
+        transport = _TRANSPORTS.get(key)
         if transport is None:
             transport = oslo_messaging.get_notification_transport(
                 conf, url=url)
-            _TRANSPORTS[url] = transport
+            _TRANSPORTS[key] = transport
         return transport
 
 
