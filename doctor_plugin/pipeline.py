@@ -31,11 +31,11 @@ import typing
 
 from oslo_config import cfg
 from oslo_log import log as logging
-import yaml
 
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin import plugins
+from doctor_plugin import yamlfile
 
 LOG = logging.getLogger(__name__)
 
@@ -108,17 +108,8 @@ class PipelineDefinition:
         :raises ConfigurationError: naming the file, the entry and the
             problem.
         """
-        try:
-            with open(path, encoding='utf-8') as f:
-                data = yaml.safe_load(f)
-        except OSError as exc:
-            raise exceptions.ConfigurationError(
-                path, None, f'cannot read the pipeline file: '
-                            f'{exc.strerror}; set [DEFAULT] '
-                            f'pipeline_cfg_file to an existing file')
-        except yaml.YAMLError as exc:
-            raise exceptions.ConfigurationError(
-                path, None, f'is not valid YAML: {exc}')
+        data = yamlfile.load(path, 'the pipeline file',
+                             '[DEFAULT] pipeline_cfg_file')
         return cls.from_dict(data, origin=path)
 
     @classmethod

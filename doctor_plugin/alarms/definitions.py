@@ -23,10 +23,9 @@ import operator
 import typing
 import uuid
 
-import yaml
-
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
+from doctor_plugin import yamlfile
 
 SEVERITIES = ('low', 'moderate', 'critical')
 STATES = ('insufficient data', 'ok', 'alarm')
@@ -99,17 +98,8 @@ def load_file(path: str) -> list[AlarmDefinition]:
 
     :raises ConfigurationError: naming the file, the alarm and the problem.
     """
-    try:
-        with open(path, encoding='utf-8') as f:
-            data = yaml.safe_load(f)
-    except OSError as exc:
-        raise exceptions.ConfigurationError(
-            path, None, f'cannot read the alarm definitions: {exc.strerror}; '
-                        f'set [listener] alarm_definitions_file to an '
-                        f'existing file')
-    except yaml.YAMLError as exc:
-        raise exceptions.ConfigurationError(path, None,
-                                            f'is not valid YAML: {exc}')
+    data = yamlfile.load(path, 'the alarm definitions',
+                         '[listener] alarm_definitions_file')
     return parse(data, path)
 
 

@@ -13,9 +13,8 @@ import dataclasses
 import threading
 import typing
 
-import yaml
-
 from doctor_plugin import exceptions
+from doctor_plugin import yamlfile
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -79,17 +78,8 @@ class HostTopology:
 
         :raises ConfigurationError: naming the file, entry and problem.
         """
-        try:
-            with open(path, encoding='utf-8') as f:
-                data = yaml.safe_load(f)
-        except OSError as exc:
-            raise exceptions.ConfigurationError(
-                path, None, f'cannot read the topology file: {exc.strerror}; '
-                            f'set [inspector] topology_file to an existing '
-                            f'file or leave it empty')
-        except yaml.YAMLError as exc:
-            raise exceptions.ConfigurationError(path, None,
-                                                f'is not valid YAML: {exc}')
+        data = yamlfile.load(path, 'the topology file',
+                             '[inspector] topology_file')
         return cls(parse_topology(data, path))
 
 
@@ -100,10 +90,17 @@ def parse_topology(data: typing.Any, origin: str) -> list[Instance]:
 
     if data is None:
         return []
+    # "hosts:" with every host commented out is null: an empty topology.
     if not isinstance(data, dict) or not isinstance(data.get('hosts', {}),
-                                                    dict):
+                                                    (dict, type(None))):
         fail(None, 'must be a mapping with a "hosts" mapping of host name '
                    'to a list of instances')
+    unknown = sorted(str(key) for key in set(data) - {'hosts'})
+    if unknown:
+        # A misspelt "hosts" would otherwise be an empty topology: no
+        # tenant would ever be told of a fault.
+        fail(None, f'unknown top-level keys: {", ".join(unknown)}; only '
+                   f'"hosts" is allowed')
     instances = []
     seen: dict[str, str] = {}
     for host, entries in (data.get('hosts') or {}).items():
