@@ -40,11 +40,11 @@ class Timeline:
     def mark(self, fault_id: str | None, checkpoint: str,
              when: float | None = None) -> None:
         """Record ``checkpoint`` for ``fault_id`` (now unless ``when``)."""
-        if not fault_id:
-            return
         if checkpoint not in CHECKPOINTS:
             raise ValueError(f'unknown profiler checkpoint {checkpoint!r}; '
                              f'expected one of {", ".join(CHECKPOINTS)}')
+        if not fault_id:
+            return
         when = time.time() if when is None else when
         with self._lock:
             marks = self._marks.setdefault(fault_id, {})

@@ -99,10 +99,14 @@ class Inspector:
         :raises DeliveryError: if a notifier of the pipeline failed; the
             events are then not remembered, so a retried report goes out
         """
-        fresh = [e for e in events if e.message_id not in self._recent]
-        for dup in set(e.message_id for e in events) - set(
-                e.message_id for e in fresh):
-            LOG.info('Ignoring repeated event %s', dup)
+        fresh: list[event_model.Event] = []
+        seen: set[str] = set()
+        for ev in events:
+            if ev.message_id in seen or ev.message_id in self._recent:
+                LOG.info('Ignoring repeated event %s', ev.message_id)
+                continue
+            seen.add(ev.message_id)
+            fresh.append(ev)
         out: list[event_model.Event] = []
         for ev in fresh:
             fault_id = ev.trait('monitor_event_id')

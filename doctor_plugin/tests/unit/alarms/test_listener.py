@@ -1,0 +1,147 @@
+"""Tests for doctor_plugin.alarms.listener."""
+
+import os
+
+import fixtures
+
+from doctor_plugin.alarms import definitions
+from doctor_plugin.alarms import evaluator
+from doctor_plugin.alarms import listener
+from doctor_plugin import consumer
+from doctor_plugin import event as event_model
+from doctor_plugin import exceptions
+from doctor_plugin import messaging
+from doctor_plugin import opts
+from doctor_plugin import plugins
+from doctor_plugin.tests import base
+
+
+def host_down(project_id='tenant-a'):
+    return event_model.Event.create(
+        'compute.host.down', {'host': 'compute-1', 'project_id': project_id,
+                              'monitor_event_id': 'fault-1'})
+
+
+class ListenerTestCase(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        opts.register_all(self.conf)
+        self.set_opts(group='notifier', webhook_max_retries=0)
+        self.receiver = consumer.ConsumerServer().start()
+        self.addCleanup(self.receiver.stop)
+
+    def make_evaluator(self):
+        ev = evaluator.EventAlarmEvaluator(
+            self.conf, definitions.parse({'alarms': [{
+                'name': 'host-down-a', 'project_id': 'tenant-a',
+                'repeat_actions': True,
+                'event_rule': {'event_type': 'compute.host.down'},
+                'alarm_actions': [f'{self.receiver.url}/a']}]}),
+            timeline=self.timeline)
+        self.addCleanup(ev.close)
+        return ev
+
+    def received_ids(self, count):
+        # Actions run in parallel: their arrival order is not defined.
+        return sorted(a.body['reason_data']['event']['message_id']
+                      for a in self.receiver.wait_for(count, timeout=2))
+
+
+class TestEventEndpoint(ListenerTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.endpoint = listener.EventEndpoint(self.make_evaluator())
+
+    def sample(self, payload):
+        self.endpoint.sample({}, 'ceilometer.notification', 'event',
+                             payload, {'message_id': 'msg-1'})
+
+    def test_filter_takes_only_event_notifications(self):
+        rule = listener.EventEndpoint.filter_rule
+        self.assertTrue(rule.match({}, 'ceilometer', 'event', {}, {}))
+        self.assertFalse(rule.match({}, 'doctor', 'compute.host.down', {},
+                                    {}))
+        self.assertFalse(rule.match({}, 'ceilometer', 'events', {}, {}))
+
+    def test_evaluates_every_event_of_the_payload(self):
+        first, second = host_down(), host_down()
+        self.sample([first.serialize(), second.serialize()])
+        self.assertEqual(sorted([first.message_id, second.message_id]),
+                         self.received_ids(2))
+
+    def test_single_event_payload(self):
+        ev = host_down()
+        self.sample(ev.serialize())
+        self.assertEqual([ev.message_id], self.received_ids(1))
+
+    def test_malformed_events_are_dropped_good_ones_evaluated(self):
+        logger = self.useFixture(fixtures.FakeLogger(
+            name='doctor_plugin.alarms.listener'))
+        first, last = host_down(), host_down()
+        no_type = host_down().serialize()
+        del no_type['event_type']
+        bad_time = dict(host_down().serialize(), generated='yesterday')
+        bad_trait = dict(host_down().serialize(), traits=[['host', 1]])
+        self.sample([first.serialize(), 'not an event', no_type, bad_time,
+                     bad_trait, None, last.serialize()])
+        self.assertEqual(sorted([first.message_id, last.message_id]),
+                         self.received_ids(2))
+        drops = [line for line in logger.output.splitlines()
+                 if line.startswith('Dropping malformed event')]
+        self.assertEqual(5, len(drops), logger.output)
+        self.assertIn('from ceilometer.notification (message msg-1)',
+                      drops[0])
+        self.assertIn("'event_type'", drops[1])
+        self.assertIn("'generated'", drops[2])
+
+    def test_only_malformed_events(self):
+        self.sample([{'event_type': 'compute.host.down'}])
+        self.assertEqual([], self.receiver.wait_for(1, timeout=0.2))
+
+
+class TestAlarmListener(ListenerTestCase):
+
+    def setUp(self):
+        super().setUp()
+        # The notifier and the listener share the process's transport for
+        # this URL, as in one service: the fake driver's queues live in it.
+        self.set_opts(transport_url=messaging.FAKE_TRANSPORT_URL)
+        messaging.cleanup()
+        self.addCleanup(messaging.cleanup)
+
+    def test_events_from_the_bus_fire_alarms(self):
+        alarm_listener = listener.AlarmListener(self.conf,
+                                                self.make_evaluator())
+        alarm_listener.start()
+        self.addCleanup(alarm_listener.stop)
+        notifier = plugins.load_notifier(
+            self.conf, 'messaging://?topic=alarm.all&notification_topic=')
+        mine, other = host_down(), host_down(project_id='tenant-b')
+
+        notifier.notify([other, mine])
+
+        self.assertEqual([mine.message_id], self.received_ids(1))
+        self.assertIn('T07', self.timeline.marks('fault-1'))
+
+    def test_from_conf(self):
+        path = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                            'alarms.yaml')
+        with open(path, 'w') as f:
+            f.write('alarms:\n'
+                    '  - name: host-down\n'
+                    '    event_rule: {event_type: compute.host.down}\n')
+        self.set_opts(group='listener', alarm_definitions_file=path)
+        alarm_listener = listener.AlarmListener.from_conf(self.conf)
+        self.addCleanup(alarm_listener.evaluator.close)
+        self.assertEqual(['host-down'],
+                         [a.name for a in alarm_listener.evaluator.alarms])
+
+    def test_from_conf_missing_file(self):
+        self.set_opts(group='listener',
+                      alarm_definitions_file='no-such-alarms-7b1e.yaml')
+        exc = self.assertRaises(exceptions.ConfigurationError,
+                                listener.AlarmListener.from_conf, self.conf)
+        self.assertEqual('no-such-alarms-7b1e.yaml', exc.source)
+        self.assertIn('alarm_definitions_file', exc.problem)

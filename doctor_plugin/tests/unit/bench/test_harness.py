@@ -1,0 +1,95 @@
+"""Tests for doctor_plugin.bench.harness."""
+
+import importlib.metadata
+import json
+import math
+import platform
+
+from doctor_plugin.bench import harness
+from doctor_plugin.tests import base
+
+
+def result(**overrides):
+    values = dict(
+        scenario='host_down', transport='fake', trials=3,
+        latency_ms={'p50': 1.5, 'p90': 2.25, 'p99': 3.0, 'max': 3.125},
+        sent=3, received=3, lost=0, duplicates=0,
+        target='p99 < 1000 ms', met=True, env={'python': '3.11'})
+    values.update(overrides)
+    return harness.ScenarioResult(**values)
+
+
+class TestPercentile(base.TestCase):
+
+    def test_nearest_rank(self):
+        values = [float(v) for v in range(1, 11)]
+        self.assertEqual(5.0, harness.percentile(values, 50))
+        self.assertEqual(9.0, harness.percentile(values, 90))
+        self.assertEqual(10.0, harness.percentile(values, 99))
+        self.assertEqual(10.0, harness.percentile(values, 100))
+
+    def test_rank_rounds_up(self):
+        # Nearest rank: ceil(0.5 * 5) = 3, never the 2.5th value rounded
+        # down.
+        self.assertEqual(3.0, harness.percentile(
+            [1.0, 2.0, 3.0, 4.0, 5.0], 50))
+        self.assertEqual(2.0, harness.percentile([1.0, 2.0, 3.0], 50))
+
+    def test_zero_percentile_is_the_minimum(self):
+        self.assertEqual(1.0, harness.percentile([1.0, 2.0], 0))
+
+    def test_empty_is_nan(self):
+        self.assertTrue(math.isnan(harness.percentile([], 50)))
+
+
+class TestLatencySummary(base.TestCase):
+
+    def test_sorts_and_rounds(self):
+        summary = harness.latency_summary([3.00049, 1.0, 2.0, 4.12345])
+        self.assertEqual({'p50': 2.0, 'p90': 4.123, 'p99': 4.123,
+                          'max': 4.123}, summary)
+
+    def test_empty_is_nan(self):
+        summary = harness.latency_summary([])
+        self.assertEqual(['p50', 'p90', 'p99', 'max'], list(summary))
+        self.assertTrue(all(math.isnan(v) for v in summary.values()))
+
+
+class TestEnvironment(base.TestCase):
+
+    def test_describes_the_run(self):
+        env = harness.environment('rabbit://guest:guest@127.0.0.1:5672/')
+        self.assertEqual('rabbit', env['transport'])
+        self.assertEqual(platform.python_version(), env['python'])
+        self.assertEqual(importlib.metadata.version('oslo.messaging'),
+                         env['oslo.messaging'])
+        self.assertIsInstance(env['cpus'], int)
+        # Never the credentials of the transport URL.
+        self.assertNotIn('guest', json.dumps(env))
+
+
+class TestScenarioResult(base.TestCase):
+
+    def test_as_json_flattens_extra(self):
+        data = result(extra={'tenants': 4}).as_json()
+        self.assertEqual(4, data['tenants'])
+        self.assertNotIn('extra', data)
+        self.assertEqual(
+            {'scenario', 'transport', 'trials', 'latency_ms', 'sent',
+             'received', 'lost', 'duplicates', 'target', 'met', 'env',
+             'tenants'}, set(data))
+        self.assertEqual(json.loads(json.dumps(data)), data)
+
+    def test_as_table(self):
+        table = result(extra={'tenants': 4}).as_table()
+        self.assertEqual(
+            'host_down  transport=fake  trials=3\n'
+            '  latency ms: p50 1.50  p90 2.25  p99 3.00  max 3.12\n'
+            '  sent 3  received 3  lost 0  duplicates 0\n'
+            '  tenants: 4\n'
+            '  target: p99 < 1000 ms  -> MET', table)
+
+    def test_as_table_not_met(self):
+        table = result(met=False, lost=1, received=2).as_table()
+        self.assertTrue(table.endswith('-> NOT MET'), table)
+        self.assertIn('received 2  lost 1', table)
