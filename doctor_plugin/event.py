@@ -16,6 +16,8 @@ import hmac
 import typing
 import uuid
 
+from oslo_utils import timeutils
+
 
 class TraitType(enum.IntEnum):
     """Ceilometer's trait data types, with their wire codes."""
@@ -45,10 +47,10 @@ def parse_datetime(value: str | datetime.datetime) -> datetime.datetime:
         raise TypeError(f'expected an ISO 8601 string or a datetime, got '
                         f'{type(value).__name__}')
     else:
-        text = value.strip()
-        if text.endswith('Z'):
-            text = text[:-1] + '+00:00'
-        parsed = datetime.datetime.fromisoformat(text)
+        # oslo.utils (iso8601) rather than fromisoformat: Python 3.10's
+        # rejects "Z" and fractions of other than 3 or 6 digits, which
+        # monitors do send.
+        parsed = timeutils.parse_isotime(value.strip())
     if parsed.tzinfo is not None:
         parsed = parsed.astimezone(datetime.timezone.utc).replace(tzinfo=None)
     return parsed
