@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import threading
 import time
 import typing
 import uuid
 
+import oslo_messaging
+
 from doctor_plugin.bench import harness
 from doctor_plugin import demo
+from doctor_plugin import messaging
 from doctor_plugin.monitors import base as monitor_base
 from doctor_plugin.monitors import reporter as reporter_mod
 from doctor_plugin import profiler
@@ -24,6 +28,53 @@ class BenchOptions:
     duration: float | None = None
     warmup: int = 10
     timeout: float = 5.0
+
+
+class _HopEndpoint:
+    """Records when each baseline notification arrived."""
+
+    def __init__(self) -> None:
+        self.arrived: dict[int, float] = {}
+        self.cond = threading.Condition()
+
+    def info(self, ctxt, publisher_id, event_type, payload, metadata):
+        with self.cond:
+            self.arrived[payload['seq']] = time.perf_counter()
+            self.cond.notify_all()
+
+
+def measure_bus_hop(transport_url: str, trials: int,
+                    timeout: float = 5.0) -> dict[str, float]:
+    """The baseline: one bare oslo.messaging notification hop, in ms.
+
+    Measured in the same run as the scenario, on the same broker, so that
+    the chain's figures can be read against what the bus alone costs.
+    """
+    conf = demo.make_conf(demo.ChainSettings(transport_url=transport_url))
+    topic = f'doctor-bench-hop-{uuid.uuid4().hex[:12]}'
+    transport = messaging.get_transport(conf)
+    endpoint = _HopEndpoint()
+    listener = messaging.get_listener(transport, [topic], [endpoint])
+    listener.start()
+    notifier = oslo_messaging.Notifier(transport, publisher_id='bench',
+                                       driver='messagingv2', topics=[topic])
+    samples = []
+    try:
+        for seq in range(trials + 10):
+            sent = time.perf_counter()
+            notifier.info({}, 'doctor.bench.hop', {'seq': seq})
+            with endpoint.cond:
+                endpoint.cond.wait_for(lambda: seq in endpoint.arrived,
+                                       timeout)
+            if seq >= 10 and seq in endpoint.arrived:
+                samples.append((endpoint.arrived[seq] - sent) * 1000.0)
+    finally:
+        listener.stop()
+        listener.wait()
+        messaging.cleanup()
+        messaging.delete_queues(conf, transport_url,
+                                messaging.listener_queue_names([topic]))
+    return harness.latency_summary(samples)
 
 
 def run_b1(options: BenchOptions,
@@ -72,6 +123,8 @@ def run_b1(options: BenchOptions,
         summary = harness.latency_summary(latencies)
     finally:
         chain.stop()
+    log('B1: measuring the bare bus hop baseline ...')
+    baseline = measure_bus_hop(options.transport_url, trials)
     sent = trials * settings.tenants
     unique = len(received)
     return harness.ScenarioResult(
@@ -82,7 +135,8 @@ def run_b1(options: BenchOptions,
         target='p99 <= 20 ms',
         met=bool(latencies) and summary['p99'] <= 20.0 and unique == sent,
         env=harness.environment(options.transport_url),
-        extra={'vms': settings.vms, 'tenants': settings.tenants})
+        extra={'vms': settings.vms, 'tenants': settings.tenants,
+               'baseline_bus_hop_ms': baseline})
 
 
 SCENARIOS: dict[str, typing.Callable[..., harness.ScenarioResult]] = {
