@@ -51,3 +51,15 @@ class InvalidPayload(DoctorPluginError):
 
 class DeliveryError(DoctorPluginError):
     """A notifier could not deliver a batch of events."""
+
+
+class NovaError(DoctorPluginError):
+    """Nova could not be reached or refused a controller call."""
+
+
+class NovaAuthError(NovaError):
+    """Nova or Keystone refused our credentials or policy (401/403)."""
+
+
+class NovaUnavailable(NovaError):
+    """Nova did not answer in time, or answered 5xx, after retries."""
