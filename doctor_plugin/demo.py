@@ -55,6 +55,10 @@ class ChainSettings:
     #: Run the tenants' consumer in a process of its own, as a VNF manager
     #: would be (the benchmark does); otherwise a thread of this process.
     consumer_process: bool = False
+    #: Let repeated failure reports of one host through (the benchmark
+    #: reports a fresh failure of the same host in every trial, which the
+    #: inspector's host correlation would rightly drop as a repeat).
+    report_repeats: bool = False
 
 
 def make_conf(settings: ChainSettings) -> cfg.ConfigOpts:
@@ -66,6 +70,8 @@ def make_conf(settings: ChainSettings) -> cfg.ConfigOpts:
     conf.set_override('event_topics', [settings.event_topic],
                       group='listener')
     conf.set_override('port', 0, group='inspector')
+    if settings.report_repeats:
+        conf.set_override('host_report_window', 0.0, group='inspector')
     conf.set_override('enable_notification_listener',
                       settings.nova_topic is not None, group='inspector')
     if settings.nova_topic:

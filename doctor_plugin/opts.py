@@ -14,6 +14,7 @@ from oslo_messaging import opts as messaging_opts
 import doctor_plugin.alarms.evaluator
 import doctor_plugin.alarms.listener
 import doctor_plugin.inspector.api
+import doctor_plugin.inspector.correlation
 import doctor_plugin.inspector.engine
 import doctor_plugin.inspector.listener
 import doctor_plugin.inspector.service
@@ -33,6 +34,7 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
         ('DEFAULT', doctor_plugin.pipeline.OPTS),
         ('inspector', list(itertools.chain(
             doctor_plugin.inspector.api.OPTS,
+            doctor_plugin.inspector.correlation.OPTS,
             doctor_plugin.inspector.engine.OPTS,
             doctor_plugin.inspector.listener.OPTS,
             doctor_plugin.inspector.service.OPTS,

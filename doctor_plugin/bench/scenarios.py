@@ -91,6 +91,7 @@ def run_b1(options: BenchOptions,
                                   vms=100, tenants=10, host='compute-b1',
                                   repeat_actions=True,
                                   consumer_process=True,
+                                  report_repeats=True,
                                   event_topic=f'alarm.bench-{uuid.uuid4()}')
     timeline = profiler.Timeline()
     chain = demo.Chain(settings, timeline)

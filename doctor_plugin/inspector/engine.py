@@ -1,9 +1,12 @@
 """The inspector's core: correlate a host fault and fan it out.
 
-A host-level event (``compute.host.down``/``up``/``disabled``) becomes the
-host event itself plus one event per affected tenant carrying that tenant's
-instances, so that each tenant's alarm fires once, with everything it needs,
-from a single bus message.
+A host-level event (``compute.host.down``/``up``/``disabled``) becomes, in
+one batch and so in one bus message: the host event itself, one event per
+affected tenant carrying that tenant's instances (so each tenant's alarm
+fires once, with everything it needs), and, for a failure, one
+``compute.instance.update`` event per instance in state ``error``, the
+event Nova would send and Doctor's per-VM Aodh alarms expect. Only then is
+Nova fixed up, in the background: consumers are told first.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from oslo_log import log as logging
 
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
+from doctor_plugin.inspector import correlation
 from doctor_plugin.inspector import topology as topology_mod
 from doctor_plugin import pipeline as pipeline_mod
 from doctor_plugin import plugins
@@ -30,6 +34,13 @@ OPTS = [
                help='A static host → instances map (YAML) used to find the '
                     'instances and tenants affected by a host fault. Empty: '
                     'host events are published without per-tenant fan-out.'),
+    cfg.BoolOpt('instance_events',
+                default=True,
+                help='On a host failure, also publish one '
+                     'compute.instance.update event (state error) per '
+                     'affected instance, for per-VM alarms such as Doctor\'s '
+                     'Aodh set-up. They travel in the same bus message as '
+                     'the host and tenant events.'),
     cfg.IntOpt('dedup_cache_size',
                default=10000, min=0,
                help='How many recent event ids to remember so that a '
@@ -39,6 +50,19 @@ OPTS = [
 
 HOST_EVENT_TYPES = frozenset({'compute.host.down', 'compute.host.up',
                               'compute.host.disabled'})
+#: Host event types whose state the correlation tracks.
+_HOST_STATES = {'compute.host.down': correlation.DOWN,
+                'compute.host.up': correlation.UP}
+
+
+class Controller(typing.Protocol):
+    """What the inspector needs of a controller (Nova fix-up)."""
+
+    def handle(self, host_event: event_model.Event,
+               instances: typing.Sequence[topology_mod.Instance]
+               ) -> typing.Any:
+        """Start fixing the controller's view up; must not block."""
+
 
 _FANOUT_NAMESPACE = uuid.UUID('5d0c6a4e-9a8e-4f4e-b1c9-2b3c4d5e6f70')
 
@@ -67,19 +91,22 @@ class RecentIds:
 
 
 class Inspector:
-    """Correlate, fan out and publish events.
+    """Correlate, fan out and publish events; then start the fix-up.
 
     :param conf: service configuration
     :param pipeline: where the resulting events go
     :param topology: host → instances; ``None`` loads ``[inspector]
         topology_file`` (or uses an empty one when unset)
     :param timeline: profiler marks (defaults to the process timeline)
+    :param controller: fixes Nova up after the consumers were told; None
+        for none
     """
 
     def __init__(self, conf: cfg.ConfigOpts,
                  pipeline: pipeline_mod.Pipeline,
                  topology: topology_mod.HostTopology | None = None,
-                 timeline: profiler.Timeline | None = None) -> None:
+                 timeline: profiler.Timeline | None = None,
+                 controller: Controller | None = None) -> None:
         conf.register_opts(OPTS, group='inspector')
         self.conf = conf
         self.pipeline = pipeline
@@ -89,6 +116,8 @@ class Inspector:
                         else topology_mod.HostTopology())
         self.topology = topology
         self.timeline = timeline or profiler.TIMELINE
+        self.controller = controller
+        self.hosts = correlation.HostStateTracker(conf, self._release_held)
         self._recent = RecentIds(conf.inspector.dedup_cache_size)
 
     def process(self, events: typing.Sequence[event_model.Event]
@@ -99,6 +128,10 @@ class Inspector:
         :raises DeliveryError: if a notifier of the pipeline failed; the
             events are then not remembered, so a retried report goes out
         """
+        return self._process(events, correlate=True)
+
+    def _process(self, events: typing.Sequence[event_model.Event],
+                 correlate: bool) -> list[event_model.Event]:
         fresh: list[event_model.Event] = []
         seen: set[str] = set()
         for ev in events:
@@ -106,19 +139,30 @@ class Inspector:
                 LOG.info('Ignoring repeated event %s', ev.message_id)
                 continue
             seen.add(ev.message_id)
-            fresh.append(ev)
-        out: list[event_model.Event] = []
-        for ev in fresh:
             fault_id = ev.trait('monitor_event_id')
             self.timeline.mark(fault_id, 'T06')
+            state = _HOST_STATES.get(ev.event_type)
+            if (correlate and state and ev.trait('host')
+                    and not self.hosts.admit(ev.trait('host'), state, ev)):
+                continue
+            fresh.append(ev)
+        out: list[event_model.Event] = []
+        affected: dict[str, tuple[topology_mod.Instance, ...]] = {}
+        for ev in fresh:
             out.append(ev)
             if ev.event_type in HOST_EVENT_TYPES:
-                out.extend(self.fan_out(ev))
-                self.timeline.mark(fault_id, 'T02')
+                host = ev.trait('host')
+                instances = self.topology.instances_on(host) if host else ()
+                affected[ev.message_id] = instances
+                out.extend(self.fan_out(ev, instances))
+                self.timeline.mark(ev.trait('monitor_event_id'), 'T02')
         if not out:
             return []
         failures = self.pipeline.publish(out)
         if failures:
+            for ev in fresh:
+                if ev.event_type in _HOST_STATES and ev.trait('host'):
+                    self.hosts.discard(ev.trait('host'))
             raise exceptions.DeliveryError(
                 'could not publish to ' + ', '.join(
                     f'{plugins.redact_url(url)} ({exc})'
@@ -126,41 +170,85 @@ class Inspector:
         for ev in fresh:
             self._recent.add(ev.message_id)
             self.timeline.mark(ev.trait('monitor_event_id'), 'T05')
+        if self.controller is not None:
+            for ev in fresh:
+                if ev.event_type in _HOST_STATES:
+                    self.controller.handle(ev, affected.get(ev.message_id,
+                                                            ()))
         return out
 
-    def fan_out(self, host_event: event_model.Event
-                ) -> list[event_model.Event]:
-        """One event per tenant with instances on the event's host."""
+    def _release_held(self, ev: event_model.Event) -> None:
+        """Publish a recovery the correlation held back while flapping."""
+        try:
+            self._process([ev], correlate=False)
+        except exceptions.DeliveryError as exc:
+            LOG.error('Could not publish the held recovery of host %s: %s',
+                      ev.trait('host'), exc)
+
+    def fan_out(self, host_event: event_model.Event,
+                instances: typing.Sequence[topology_mod.Instance] | None
+                = None) -> list[event_model.Event]:
+        """The per-tenant (and, for a failure, per-instance) events."""
         host = host_event.trait('host')
-        grouped = self.topology.by_project(host) if host else {}
+        if instances is None:
+            instances = self.topology.instances_on(host) if host else ()
+        grouped: dict[str, list[topology_mod.Instance]] = {}
+        for inst in instances:
+            grouped.setdefault(inst.project_id, []).append(inst)
         if host and not grouped:
             LOG.info('%s for host %s: no instances known on it',
                      host_event.event_type, host)
         base = [t for t in host_event.traits
                 if t.name not in ('project_id', 'instance_ids',
                                   'instance_count')]
+        text, integer = event_model.TraitType.TEXT, event_model.TraitType.INT
         events = []
-        for project_id, instances in grouped.items():
-            traits = base + [
-                event_model.Trait(
-                    'project_id', event_model.TraitType.TEXT, project_id),
-                event_model.Trait(
-                    'instance_ids', event_model.TraitType.TEXT,
-                    ','.join(i.id for i in instances)),
-                event_model.Trait(
-                    'instance_count', event_model.TraitType.INT,
-                    len(instances)),
-            ]
+        for project_id, members in grouped.items():
             events.append(event_model.Event(
-                message_id=str(uuid.uuid5(
-                    _FANOUT_NAMESPACE,
-                    f'{host_event.message_id}/{project_id}')),
+                message_id=_derived_id(host_event, project_id),
                 event_type=host_event.event_type,
                 generated=host_event.generated,
-                traits=traits,
+                traits=base + [
+                    event_model.Trait('project_id', text, project_id),
+                    event_model.Trait('instance_ids', text,
+                                      ','.join(i.id for i in members)),
+                    event_model.Trait('instance_count', integer,
+                                      len(members))],
                 raw={}))
-        if events:
+        if (host_event.event_type == 'compute.host.down'
+                and self.conf.inspector.instance_events):
+            events.extend(self._instance_events(host_event, instances))
+        if grouped:
             LOG.info('%s for host %s: %d instance(s) of %d tenant(s) '
                      'affected', host_event.event_type, host,
-                     sum(len(v) for v in grouped.values()), len(events))
+                     len(instances), len(grouped))
         return events
+
+    @staticmethod
+    def _instance_events(host_event: event_model.Event,
+                         instances: typing.Sequence[topology_mod.Instance]
+                         ) -> list[event_model.Event]:
+        text = event_model.TraitType.TEXT
+        shared = [event_model.Trait('state', text, 'error'),
+                  event_model.Trait('host', text, host_event.trait('host'))]
+        for name in ('monitor_event_id', 'monitor', 'severity'):
+            value = host_event.trait(name)
+            if value is not None:
+                shared.append(event_model.Trait(name, text, value))
+        return [event_model.Event(
+            message_id=_derived_id(host_event, inst.id),
+            event_type='compute.instance.update',
+            generated=host_event.generated,
+            traits=shared + [
+                event_model.Trait('instance_id', text, inst.id),
+                event_model.Trait('tenant_id', text, inst.project_id),
+                event_model.Trait('project_id', text, inst.project_id)],
+            raw={}) for inst in instances]
+
+    def close(self) -> None:
+        self.hosts.close()
+
+
+def _derived_id(host_event: event_model.Event, key: str) -> str:
+    """A stable id for an event derived from ``host_event``."""
+    return str(uuid.uuid5(_FANOUT_NAMESPACE, f'{host_event.message_id}/{key}'))

@@ -79,4 +79,5 @@ class InspectorService:
         self.server.stop()
         if self.listener is not None:
             self.listener.stop()
+        self.engine.close()
         self.pipeline.close()

@@ -55,8 +55,11 @@ class APITestCase(base.TestCase):
     def setUp(self):
         super().setUp()
         self.conf.register_opts(api.OPTS, group='inspector')
+        self.conf.register_opts(engine.OPTS, group='inspector')
         self.conf.register_opts(webhook.OPTS, group='notifier')
         self.set_opts(group='notifier', webhook_max_retries=0)
+        # These tests are about the API; fan-out has its own tests.
+        self.set_opts(group='inspector', instance_events=False)
         self.topology = topology.HostTopology([
             topology.Instance('vm-1', 'tenant-a', 'compute-1'),
             topology.Instance('vm-2', 'tenant-b', 'compute-1'),

@@ -8,6 +8,7 @@ import fixtures
 from doctor_plugin import consumer
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
+from doctor_plugin.inspector import correlation
 from doctor_plugin.inspector import engine
 from doctor_plugin.inspector import topology
 from doctor_plugin.notifiers import webhook
@@ -84,6 +85,11 @@ class InspectorTestCase(base.TestCase):
     def setUp(self):
         super().setUp()
         self.conf.register_opts(engine.OPTS, group='inspector')
+        # Per-instance events and host correlation have tests of their own;
+        # here each test sees only what it is about.
+        self.set_opts(group='inspector', instance_events=False)
+        self.conf.register_opts(correlation.OPTS, group='inspector')
+        self.set_opts(group='inspector', host_report_window=0.0)
         self.topology = topology.HostTopology([
             Instance('vm-1', 'tenant-a', 'compute-1'),
             Instance('vm-2', 'tenant-b', 'compute-1'),
@@ -287,8 +293,10 @@ class TestTopologySource(base.TestCase):
         pipe = make_pipeline(self.conf)
         self.addCleanup(pipe.close)
         inspector = engine.Inspector(self.conf, pipe, timeline=self.timeline)
-        (tenant_event,) = inspector.fan_out(host_event(host='compute-5'))
+        tenant_event, instance_event = inspector.fan_out(
+            host_event(host='compute-5'))
         self.assertEqual('tenant-e', tenant_event.trait('project_id'))
+        self.assertEqual('vm-5', instance_event.trait('instance_id'))
 
     def test_no_topology_file_means_no_fan_out(self):
         pipe = make_pipeline(self.conf)
@@ -296,3 +304,119 @@ class TestTopologySource(base.TestCase):
         inspector = engine.Inspector(self.conf, pipe, timeline=self.timeline)
         self.assertEqual(0, len(inspector.topology))
         self.assertEqual([], inspector.fan_out(host_event()))
+
+
+class TestInstanceEvents(InspectorTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.set_opts(group='inspector', instance_events=True)
+
+    def test_one_error_event_per_instance_on_failure(self):
+        inspector = self.make_inspector()
+        ev = host_event(severity='critical')
+        published = inspector.process([ev])
+        (batch,) = self.recorder.batches
+        self.assertEqual(published, batch)
+        updates = [e for e in batch
+                   if e.event_type == 'compute.instance.update']
+        self.assertEqual(['vm-1', 'vm-2', 'vm-3'],
+                         [e.trait('instance_id') for e in updates])
+        for update in updates:
+            self.assertEqual('error', update.trait('state'))
+            self.assertEqual('compute-1', update.trait('host'))
+            self.assertEqual('fault-1', update.trait('monitor_event_id'))
+            self.assertEqual('critical', update.trait('severity'))
+            self.assertEqual(update.trait('tenant_id'),
+                             update.trait('project_id'))
+        self.assertEqual(['tenant-a', 'tenant-b', 'tenant-a'],
+                         [e.trait('tenant_id') for e in updates])
+        # Stable ids: a retried report yields the same events.
+        again = engine.Inspector(self.conf, inspector.pipeline,
+                                 self.topology, self.timeline)
+        self.assertEqual([e.message_id for e in updates],
+                         [e.message_id for e in again.fan_out(ev)
+                          if e.event_type == 'compute.instance.update'])
+
+    def test_no_instance_events_on_recovery(self):
+        inspector = self.make_inspector()
+        published = inspector.process([host_event('compute.host.up')])
+        self.assertNotIn('compute.instance.update',
+                         {e.event_type for e in published})
+
+    def test_option_turns_them_off(self):
+        self.set_opts(group='inspector', instance_events=False)
+        inspector = self.make_inspector()
+        published = inspector.process([host_event()])
+        self.assertEqual(3, len(published))
+
+
+class RecordingController:
+    def __init__(self, recorder):
+        self.recorder = recorder
+        self.calls = []
+
+    def handle(self, host_event, instances):
+        # What the consumers were sent before the controller was called.
+        self.calls.append((host_event.event_type, [i.id for i in instances],
+                           len(self.recorder.batches)))
+
+
+class TestController(InspectorTestCase):
+
+    def test_controller_runs_after_publication(self):
+        inspector = self.make_inspector()
+        controller = RecordingController(self.recorder)
+        inspector.controller = controller
+        inspector.process([host_event()])
+        self.assertEqual([('compute.host.down', ['vm-1', 'vm-2', 'vm-3'], 1)],
+                         controller.calls)
+
+    def test_controller_not_called_when_publication_fails(self):
+        inspector = self.make_inspector(record=False)
+        inspector.pipeline.notifiers['log://'] = FailingNotifier()
+        controller = RecordingController(self.recorder)
+        inspector.controller = controller
+        self.assertRaises(exceptions.DeliveryError, inspector.process,
+                          [host_event()])
+        self.assertEqual([], controller.calls)
+
+
+class FailingNotifier:
+    def notify(self, events, alarm=None):
+        raise exceptions.DeliveryError('broker down')
+
+    def close(self):
+        pass
+
+
+class TestHostCorrelation(InspectorTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.set_opts(group='inspector', host_report_window=60.0)
+
+    def test_second_monitor_reporting_same_failure_is_dropped(self):
+        inspector = self.make_inspector()
+        inspector.process([host_event(monitor_event_id='m1')])
+        self.assertEqual([], inspector.process(
+            [host_event(monitor_event_id='nova-1', monitor='nova')]))
+        self.assertEqual(1, len(self.recorder.batches))
+
+    def test_down_then_up_emits_the_recovery(self):
+        inspector = self.make_inspector()
+        inspector.process([host_event(monitor_event_id='m1')])
+        published = inspector.process(
+            [host_event('compute.host.up', monitor_event_id='m2')])
+        self.assertEqual('compute.host.up', published[0].event_type)
+        self.assertEqual({'tenant-a', 'tenant-b'},
+                         {e.trait('project_id') for e in published[1:]})
+
+    def test_failed_publication_is_not_taken_for_a_repeat(self):
+        inspector = self.make_inspector(record=False)
+        inspector.pipeline.notifiers['log://'] = FailingNotifier()
+        self.assertRaises(exceptions.DeliveryError, inspector.process,
+                          [host_event(monitor_event_id='m1')])
+        inspector.pipeline.notifiers['log://'] = self.recorder
+        self.assertEqual(3, len(inspector.process(
+            [host_event(monitor_event_id='m1-retry')])))
