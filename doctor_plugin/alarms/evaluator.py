@@ -72,14 +72,35 @@ class EventAlarmEvaluator:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=conf.listener.action_workers,
             thread_name_prefix='doctor-alarm-action')
+        # Index by event type, so that an event is checked only against
+        # the alarms that can match it: a failed host brings one event per
+        # instance, and most event types have no alarm at all.
+        self._by_type: dict[str, list[tuple[int, definitions.
+                                            AlarmDefinition]]] = {}
+        self._wildcards: list[tuple[int, definitions.AlarmDefinition]] = []
+        for position, alarm in enumerate(self.alarms):
+            if any(c in alarm.event_type for c in '*?['):
+                self._wildcards.append((position, alarm))
+            else:
+                self._by_type.setdefault(alarm.event_type, []).append(
+                    (position, alarm))
+
+    def candidates(self, event_type: str
+                   ) -> list[definitions.AlarmDefinition]:
+        """The alarms whose event_type matches, in definition order."""
+        found = list(self._by_type.get(event_type, ()))
+        found.extend(entry for entry in self._wildcards
+                     if fnmatch.fnmatchcase(event_type, entry[1].event_type))
+        if self._wildcards:
+            found.sort(key=lambda entry: entry[0])
+        return [alarm for _, alarm in found]
 
     def matching(self, ev: event_model.Event
                  ) -> list[definitions.AlarmDefinition]:
         """The alarms that ``ev`` triggers."""
         project = event_project(ev)
-        return [a for a in self.alarms
+        return [a for a in self.candidates(ev.event_type)
                 if (a.project_id is None or a.project_id == project)
-                and fnmatch.fnmatchcase(ev.event_type, a.event_type)
                 and all(term.matches(ev) for term in a.query)]
 
     def evaluate(self, events: typing.Iterable[event_model.Event]

@@ -52,6 +52,12 @@ class EventEndpoint:
             payload = [payload]
         events = []
         for item in payload:
+            if (isinstance(item, dict)
+                    and isinstance(item.get('event_type'), str)
+                    and not self.evaluator.candidates(item['event_type'])):
+                # No alarm can match: skip decoding it (a failed host
+                # brings one event per instance).
+                continue
             try:
                 events.append(event_model.Event.deserialize(item))
             except (TypeError, ValueError) as exc:

@@ -75,6 +75,25 @@ class TestEventType(EvaluatorTestCase):
         self.assertEqual(['any'], self.names(
             ev, make_event('compute.instance.update')))
 
+    def test_exact_and_wildcard_alarms_keep_definition_order(self):
+        ev = self.make(alarm('a', event_rule={'event_type': 'compute.*'}),
+                       alarm('b'),
+                       alarm('c', event_rule={'event_type': '*.down'}),
+                       alarm('d'))
+        self.assertEqual(['a', 'b', 'c', 'd'], self.names(ev, make_event()))
+
+    def test_candidates_only_of_the_event_type(self):
+        ev = self.make(*[alarm(f'vm-{i}', event_rule={
+            'event_type': 'compute.instance.update',
+            'query': [{'field': 'traits.instance_id', 'value': f'vm-{i}'}]})
+            for i in range(500)], alarm('host-down'))
+        self.assertEqual(['host-down'],
+                         [a.name for a in ev.candidates('compute.host.down')])
+        self.assertEqual(500, len(ev.candidates('compute.instance.update')))
+        self.assertEqual([], ev.candidates('compute.host.up'))
+        self.assertEqual(['vm-7'], self.names(ev, make_event(
+            'compute.instance.update', instance_id='vm-7')))
+
 
 class TestProjectScoping(EvaluatorTestCase):
 
