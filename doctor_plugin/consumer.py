@@ -12,6 +12,7 @@ import dataclasses
 import http.server
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -125,6 +126,8 @@ class ConsumerServer(AlarmLog, http.server.ThreadingHTTPServer):
     """
 
     daemon_threads = True
+    # The default backlog of 5 drops the SYNs of an alarm burst.
+    request_queue_size = socket.SOMAXCONN
 
     def __init__(self, host: str = '127.0.0.1', port: int = 0,
                  on_alarm: typing.Callable[[ReceivedAlarm], None]

@@ -40,9 +40,15 @@ class ChainSettings:
     """What the demo (and the benchmark) chain is made of."""
 
     transport_url: str = messaging.FAKE_TRANSPORT_URL
+    #: Instances on each host.
     vms: int = 20
     tenants: int = 4
+    #: The host's name; with several hosts, their common prefix.
     host: str = DEMO_HOST
+    hosts: int = 1
+    #: How many tenants share one host (default: all of them); tenants of
+    #: neighbouring hosts overlap, so a tenant spans several hosts.
+    tenants_per_host: int | None = None
     repeat_actions: bool = False
     #: Bus topic of the Ceilometer-format events. Each chain has its own,
     #: deleted when it stops, so that runs sharing a broker never see each
@@ -83,13 +89,35 @@ def make_conf(settings: ChainSettings) -> cfg.ConfigOpts:
     return conf
 
 
+def host_names(settings: ChainSettings) -> list[str]:
+    """The names of the chain's hosts."""
+    if settings.hosts == 1:
+        return [settings.host]
+    return [f'{settings.host}-{h:03d}' for h in range(settings.hosts)]
+
+
+def placement(settings: ChainSettings) -> list[topology_mod.Instance]:
+    """``vms`` instances per host, round-robin over that host's tenants.
+
+    Host ``h`` holds tenants ``h * tenants_per_host`` onwards (modulo the
+    number of tenants).
+    """
+    per_host = min(settings.tenants_per_host or settings.tenants,
+                   settings.tenants)
+    instances = []
+    for h, host in enumerate(host_names(settings)):
+        for i in range(settings.vms):
+            n = h * settings.vms + i
+            tenant = (h * per_host + i % per_host) % settings.tenants
+            instances.append(topology_mod.Instance(
+                id=f'vm-{n:06d}', project_id=f'tenant-{tenant:03d}',
+                host=host, name=f'vnf-{n}'))
+    return instances
+
+
 def tenant_topology(settings: ChainSettings) -> topology_mod.HostTopology:
-    """``vms`` instances on one host, spread round-robin over tenants."""
-    return topology_mod.HostTopology(
-        topology_mod.Instance(id=f'vm-{i:05d}',
-                              project_id=f'tenant-{i % settings.tenants:03d}',
-                              host=settings.host, name=f'vnf-{i}')
-        for i in range(settings.vms))
+    """The static topology of :func:`placement`."""
+    return topology_mod.HostTopology(placement(settings))
 
 
 def tenant_alarms(settings: ChainSettings, consumer_url: str

@@ -140,6 +140,9 @@ class _ThreadingWSGIServer(socketserver.ThreadingMixIn,
                            simple_server.WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog is 5: a rack's monitors reporting at
+    # once overflow it, and the kernel drops their SYNs for a second.
+    request_queue_size = socket.SOMAXCONN
 
 
 class _ThreadingWSGIServer6(_ThreadingWSGIServer):

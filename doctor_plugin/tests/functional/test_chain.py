@@ -57,7 +57,7 @@ class TestChainOverRabbit(base.FunctionalTestCase):
             ids = alarm.trait('instance_ids').split(',')
             # Round-robin placement: tenant t owns vm t, t+4, t+8.
             t = int(tenant.rsplit('-', 1)[1])
-            self.assertEqual([f'vm-{i:05d}' for i in (t, t + 4, t + 8)],
+            self.assertEqual([f'vm-{i:06d}' for i in (t, t + 4, t + 8)],
                              ids)
             self.assertEqual('critical', alarm.body['severity'])
             self.assertEqual('insufficient data', alarm.body['previous'])

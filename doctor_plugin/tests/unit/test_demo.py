@@ -1,0 +1,33 @@
+"""The demo chain's placement of instances on hosts and tenants."""
+
+import collections
+
+from doctor_plugin import demo
+from doctor_plugin.tests import base
+
+
+class TestPlacement(base.TestCase):
+
+    def test_one_host_round_robin(self):
+        settings = demo.ChainSettings(vms=6, tenants=3)
+        instances = demo.placement(settings)
+        self.assertEqual({'compute-0'}, {i.host for i in instances})
+        self.assertEqual(['tenant-000', 'tenant-001', 'tenant-002'] * 2,
+                         [i.project_id for i in instances])
+        self.assertEqual(6, len({i.id for i in instances}))
+
+    def test_rack_tenants_span_neighbouring_hosts(self):
+        settings = demo.ChainSettings(hosts=40, vms=250, tenants=100,
+                                      tenants_per_host=10, host='rack')
+        instances = demo.placement(settings)
+        self.assertEqual(10000, len({i.id for i in instances}))
+        by_host = collections.defaultdict(set)
+        spans = collections.defaultdict(set)
+        for inst in instances:
+            by_host[inst.host].add(inst.project_id)
+            spans[inst.project_id].add(inst.host)
+        self.assertEqual(40, len(by_host))
+        self.assertEqual({10}, {len(t) for t in by_host.values()})
+        self.assertEqual(100, len(spans))
+        self.assertEqual({4}, {len(h) for h in spans.values()})
+        self.assertEqual('rack-000', demo.host_names(settings)[0])
