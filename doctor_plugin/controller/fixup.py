@@ -1,0 +1,439 @@
+"""Fix Nova up after a host fault, in the background.
+
+Doctor's inspector tells the consumers first; then Nova must learn what the
+monitor saw: the compute service of a failed host is forced down (so
+evacuation may start at once) and its instances are set to ``error``; when
+the host is back, the service is no longer forced down (its instances are
+left alone: the operator or the VNF manager decides what to do with them).
+
+:class:`NovaController` implements the inspector's ``Controller``
+protocol. ``handle`` returns at once; the work runs in bounded thread
+pools, keeps trying while Nova is unavailable (up to ``[nova]
+fixup_deadline``), and ends in a :class:`ControllerResult`, published as a
+``doctor.controller.result`` event.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+import random
+import threading
+import time
+import typing
+import uuid
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from doctor_plugin.controller import nova
+from doctor_plugin import event as event_model
+from doctor_plugin import exceptions
+from doctor_plugin.inspector import topology
+from doctor_plugin import profiler
+
+LOG = logging.getLogger(__name__)
+
+RESULT_EVENT_TYPE = 'doctor.controller.result'
+
+#: Host event type → what the controller does about it.
+ACTIONS = {'compute.host.down': 'force_down',
+           'compute.host.up': 'unforce'}
+
+#: The longest pause between two tries while Nova is unavailable, in
+#: seconds: short enough that a returning Nova is used promptly.
+MAX_PATIENCE_STEP = 5.0
+
+#: How many finished results are kept for :meth:`NovaController.wait`.
+KEPT_RESULTS = 1000
+
+#: Why a job stops before its end.
+SUPERSEDED, CLOSED, AUTH_REFUSED = 'superseded', 'closed', 'auth refused'
+
+_RESULT_NAMESPACE = uuid.UUID('0f5c1a7e-3d2b-4c8e-9a61-7b4e2d9c8f13')
+
+_TEXT = event_model.TraitType.TEXT
+_INT = event_model.TraitType.INT
+_FLOAT = event_model.TraitType.FLOAT
+
+
+@dataclasses.dataclass(slots=True)
+class ControllerResult:
+    """How the fix-up of one host event went.
+
+    ``started`` and ``finished`` are wall-clock seconds (``time.time()``),
+    comparable with the profiler's marks.
+    """
+
+    host: str
+    monitor_event_id: str | None
+    event_id: str
+    action: str
+    outcome: str = 'failed'
+    instances_total: int = 0
+    instances_reset: int = 0
+    instances_missing: int = 0
+    instances_failed: int = 0
+    error: str = ''
+    started: float = 0.0
+    finished: float = 0.0
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.finished - self.started) * 1000.0
+
+    def to_event(self) -> event_model.Event:
+        """The ``doctor.controller.result`` event reporting this result."""
+        return event_model.Event.create(
+            RESULT_EVENT_TYPE,
+            [event_model.Trait('host', _TEXT, self.host),
+             event_model.Trait('monitor_event_id', _TEXT,
+                               self.monitor_event_id or ''),
+             event_model.Trait('action', _TEXT, self.action),
+             event_model.Trait('outcome', _TEXT, self.outcome),
+             event_model.Trait('instances_total', _INT,
+                               self.instances_total),
+             event_model.Trait('instances_reset', _INT,
+                               self.instances_reset),
+             event_model.Trait('instances_missing', _INT,
+                               self.instances_missing),
+             event_model.Trait('instances_failed', _INT,
+                               self.instances_failed),
+             event_model.Trait('duration_ms', _FLOAT,
+                               round(self.duration_ms, 3)),
+             event_model.Trait('error', _TEXT, self.error)],
+            # Derived from the host event, so a repeated publication of the
+            # same result is recognisable downstream.
+            message_id=str(uuid.uuid5(_RESULT_NAMESPACE, self.event_id)))
+
+
+class _Stopped(Exception):
+    """The job was superseded or the controller is closing."""
+
+
+class _Job:
+    """One host event being handled, and what stops it."""
+
+    def __init__(self, host_event: event_model.Event, host: str,
+                 action: str, instances: tuple[topology.Instance, ...],
+                 deadline: float) -> None:
+        self.event = host_event
+        self.host = host
+        self.action = action
+        self.instances = instances
+        self.deadline = deadline
+        self.key = (host_event.trait('monitor_event_id')
+                    or host_event.message_id)
+        self.stop = threading.Event()
+        self.stop_reason = ''
+        self.nova_waited = False
+
+    def halt(self, reason: str) -> None:
+        if not self.stop.is_set():
+            self.stop_reason = reason
+            self.stop.set()
+
+    def check(self) -> None:
+        if self.stop.is_set():
+            raise _Stopped(self.stop_reason)
+
+
+class NovaController:
+    """Force a failed host's compute service down and its VMs to error.
+
+    A newer event for a host supersedes the fix-up still running for an
+    older one (a host that came back must not be forced down by a stale
+    retry); calls that change a host's service are serialised, so Nova sees
+    them in the order the events came.
+
+    :param conf: configuration; ``[nova]`` options are registered here
+    :param client: how Nova is reached
+    :param publish: receives ``[result_event]`` when a fix-up is over, e.g.
+        ``Pipeline.publish``; None to publish nothing
+    :param timeline: where T03 (VMs set to error) and T04 (host marked
+        down) are marked (defaults to the process timeline)
+    """
+
+    def __init__(self, conf: cfg.ConfigOpts, client: nova.NovaClient,
+                 publish: typing.Callable[[list[event_model.Event]],
+                                          typing.Any] | None = None,
+                 timeline: profiler.Timeline | None = None) -> None:
+        nova.register_opts(conf)
+        self.conf = conf
+        self.client = client
+        self.publish = publish
+        self.timeline = timeline or profiler.TIMELINE
+        width = conf.nova.max_parallel_resets
+        # Separate pools: a job waits for its resets, so sharing one pool
+        # could fill it with waiting jobs and leave no thread for a reset.
+        self._jobs = concurrent.futures.ThreadPoolExecutor(
+            max_workers=width, thread_name_prefix='nova-fixup')
+        self._resets = concurrent.futures.ThreadPoolExecutor(
+            max_workers=width, thread_name_prefix='nova-reset')
+        self._lock = threading.Condition()
+        self._active: dict[str, _Job] = {}
+        self._host_locks: dict[str, threading.Lock] = {}
+        self._pending: set[concurrent.futures.Future] = set()
+        self._results: collections.OrderedDict[str, ControllerResult] = (
+            collections.OrderedDict())
+        self._closed = False
+
+    # -- the Controller protocol -------------------------------------------
+
+    def handle(self, host_event: event_model.Event,
+               instances: typing.Sequence[topology.Instance]
+               ) -> concurrent.futures.Future:
+        """Start fixing Nova up for ``host_event``; returns at once.
+
+        :returns: a future of the :class:`ControllerResult` (of None if the
+            event needs no fix-up)
+        """
+        action = ACTIONS.get(host_event.event_type)
+        host = host_event.trait('host')
+        if action is None or not host:
+            LOG.debug('No Nova fix-up for %s event %s',
+                      host_event.event_type, host_event.message_id)
+            return _done(None)
+        job = _Job(host_event, host, action,
+                   tuple(instances) if action == 'force_down' else (),
+                   time.monotonic() + self.conf.nova.fixup_deadline)
+        with self._lock:
+            if self._closed:
+                LOG.warning('Controller closed: no Nova fix-up for %s of '
+                            'host %s', host_event.event_type, host)
+                return _done(None)
+            older = self._active.get(host)
+            if older is not None:
+                older.halt(SUPERSEDED)
+            self._active[host] = job
+            self._host_locks.setdefault(host, threading.Lock())
+            self._results.pop(job.key, None)
+            future = self._jobs.submit(self._run, job)
+            self._pending.add(future)
+        future.add_done_callback(self._forget_future)
+        return future
+
+    # -- results ----------------------------------------------------------
+
+    @property
+    def results(self) -> list[ControllerResult]:
+        """The finished results kept, oldest first."""
+        with self._lock:
+            return list(self._results.values())
+
+    def wait(self, monitor_event_id: str,
+             timeout: float | None = None) -> ControllerResult:
+        """Wait for the result of a fault's fix-up.
+
+        :param monitor_event_id: the fault's ``monitor_event_id`` trait
+            (the host event's message id when it had none)
+        :raises TimeoutError: if there is no result within ``timeout``
+        """
+        with self._lock:
+            if not self._lock.wait_for(
+                    lambda: monitor_event_id in self._results, timeout):
+                raise TimeoutError(
+                    f'no Nova fix-up result for fault {monitor_event_id} '
+                    f'within {timeout} s')
+            return self._results[monitor_event_id]
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the fix-ups and wait (at most ``timeout``) for them to end.
+
+        A fix-up stopped here ends as ``failed``; Nova calls already sent
+        finish (within ``[nova] request_timeout``, per try).
+        """
+        with self._lock:
+            self._closed = True
+            for job in self._active.values():
+                job.halt(CLOSED)
+            pending = list(self._pending)
+        self._jobs.shutdown(wait=False, cancel_futures=True)
+        self._resets.shutdown(wait=False, cancel_futures=True)
+        _, not_done = concurrent.futures.wait(pending, timeout=timeout)
+        if not_done:
+            LOG.warning('%d Nova fix-up(s) still running after %.1f s; '
+                        'leaving them', len(not_done), timeout)
+
+    def _forget_future(self, future: concurrent.futures.Future) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    # -- the work ---------------------------------------------------------
+
+    def _run(self, job: _Job) -> ControllerResult:
+        result = ControllerResult(
+            host=job.host, monitor_event_id=job.event.trait(
+                'monitor_event_id'),
+            event_id=job.event.message_id, action=job.action,
+            instances_total=len(job.instances), started=time.time())
+        errors: list[str] = []
+        service_ok = False
+        try:
+            # Resets first, so that they run while the service is forced
+            # down: both are needed, neither waits for the other.
+            resets = [self._submit_reset(job, inst)
+                      for inst in job.instances]
+            try:
+                self._set_service(job, down=job.action == 'force_down')
+                service_ok = True
+                if job.action == 'force_down':
+                    self.timeline.mark(result.monitor_event_id, 'T04')
+            except (exceptions.NovaError, _Stopped) as exc:
+                if not isinstance(exc, _Stopped):
+                    errors.append(str(exc))
+            self._collect_resets(job, resets, result, errors)
+        except Exception as exc:  # a bug here must still give a result
+            LOG.exception('Nova fix-up of host %s failed unexpectedly',
+                          job.host)
+            errors.append(f'unexpected error: {exc}')
+        result.finished = time.time()
+        result.outcome = self._outcome(job, service_ok, result)
+        if job.stop_reason == CLOSED:
+            errors.append('the controller was closed before the fix-up '
+                          'ended')
+        result.error = '; '.join(errors)
+        with self._lock:
+            if self._active.get(job.host) is job:
+                del self._active[job.host]
+        self._report(job, result)
+        return result
+
+    def _submit_reset(self, job: _Job, inst: topology.Instance
+                      ) -> concurrent.futures.Future:
+        try:
+            return self._resets.submit(self._reset, job, inst)
+        except RuntimeError:  # the pool is shut down: closing
+            return _done(('skipped', 0.0))
+
+    def _collect_resets(self, job: _Job,
+                        resets: list[concurrent.futures.Future],
+                        result: ControllerResult, errors: list[str]) -> None:
+        failures: list[str] = []
+        last_done = 0.0
+        for future in resets:
+            try:
+                outcome, when = future.result()
+            except concurrent.futures.CancelledError:
+                outcome, when = 'skipped', 0.0
+            if outcome.startswith('failed:'):
+                failures.append(outcome[len('failed:'):])
+                result.instances_failed += 1
+            elif outcome == 'reset':
+                result.instances_reset += 1
+            elif outcome == 'missing':
+                result.instances_missing += 1
+            elif job.stop_reason != SUPERSEDED:
+                # Not attempted: stopped by an auth error or by close.
+                result.instances_failed += 1
+            last_done = max(last_done, when)
+        if failures:
+            errors.append(f'{len(failures)} instance reset(s) failed, '
+                          f'first: {failures[0]}')
+        if (resets and result.instances_reset + result.instances_missing
+                == result.instances_total):
+            self.timeline.mark(result.monitor_event_id, 'T03', last_done)
+
+    def _reset(self, job: _Job, inst: topology.Instance
+               ) -> tuple[str, float]:
+        """Reset one instance; ``(what happened, when)``."""
+        try:
+            done = self._patiently(
+                job, f'reset server {inst.id}',
+                lambda: self.client.reset_state(inst.id, 'error'))
+        except _Stopped:
+            return 'skipped', 0.0
+        except exceptions.NovaError as exc:
+            return f'failed:{exc}', time.time()
+        return ('reset' if done else 'missing'), time.time()
+
+    def _set_service(self, job: _Job, down: bool) -> None:
+        def change() -> None:
+            # Serialised per host, and re-checked under the lock: once a
+            # newer event's call went out, a stale one must not follow it.
+            with self._host_locks[job.host]:
+                job.check()
+                self.client.force_down(job.host, down)
+        self._patiently(job, f'force host {job.host} '
+                             f'{"down" if down else "up"}', change)
+
+    def _patiently(self, job: _Job, what: str,
+                   call: typing.Callable[[], typing.Any]) -> typing.Any:
+        """Run ``call``, retrying while Nova is unavailable.
+
+        Gives up at the job's deadline (checked between tries), when the job
+        is stopped, and at once on an auth error, which stops the whole job:
+        its other calls would be refused the same way.
+        """
+        initial = max(self.conf.nova.retry_backoff, 0.01)
+        attempt = 0
+        while True:
+            job.check()
+            try:
+                return call()
+            except exceptions.NovaAuthError:
+                job.halt(AUTH_REFUSED)
+                raise
+            except exceptions.NovaUnavailable:
+                remaining = job.deadline - time.monotonic()
+                if remaining <= 0:
+                    raise
+                if not job.nova_waited:
+                    job.nova_waited = True
+                    LOG.warning('Nova is unavailable; the fix-up of host %s '
+                                'keeps trying for %.0f s more', job.host,
+                                remaining)
+            attempt += 1
+            step = min(MAX_PATIENCE_STEP, initial * 2 ** attempt)
+            if job.stop.wait(min(remaining,
+                                 random.uniform(step / 2, step))):
+                job.check()
+            LOG.debug('Nova fix-up of host %s: trying again to %s',
+                      job.host, what)
+
+    @staticmethod
+    def _outcome(job: _Job, service_ok: bool,
+                 result: ControllerResult) -> str:
+        if job.stop_reason == SUPERSEDED:
+            return 'superseded'
+        done = int(service_ok) + result.instances_reset + \
+            result.instances_missing
+        failed = int(not service_ok) + result.instances_failed
+        if not failed:
+            return 'success'
+        return 'partial' if done else 'failed'
+
+    def _report(self, job: _Job, result: ControllerResult) -> None:
+        log = LOG.info if result.outcome in ('success', 'superseded') \
+            else LOG.error
+        log('Nova fix-up (%s) of host %s for fault %s: %s in %.0f ms; '
+            '%d of %d instance(s) set to error, %d gone, %d failed%s',
+            result.action, result.host, job.key, result.outcome,
+            result.duration_ms, result.instances_reset,
+            result.instances_total, result.instances_missing,
+            result.instances_failed,
+            f'; {result.error}' if result.error else '')
+        if self.publish is not None:
+            try:
+                failures = self.publish([result.to_event()])
+            except Exception as exc:
+                LOG.error('Could not publish the Nova fix-up result of '
+                          'host %s: %s', result.host, exc)
+            else:
+                if failures:
+                    LOG.error('Could not publish the Nova fix-up result of '
+                              'host %s to %d notifier(s)', result.host,
+                              len(failures))
+        with self._lock:
+            self._results[job.key] = result
+            self._results.move_to_end(job.key)
+            while len(self._results) > KEPT_RESULTS:
+                self._results.popitem(last=False)
+            self._lock.notify_all()
+
+
+def _done(value: typing.Any) -> concurrent.futures.Future:
+    future: concurrent.futures.Future = concurrent.futures.Future()
+    future.set_result(value)
+    return future
