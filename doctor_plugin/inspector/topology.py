@@ -2,14 +2,20 @@
 
 The inspector needs this on the hot path: when a host fails it must know
 the affected instances and tenants without waiting for an API call. This
-module holds the in-memory map and its static source (a YAML file); the
-source kept current from Nova replaces the file in a deployment.
+module holds the in-memory map and its static source (a YAML file); in a
+deployment :mod:`doctor_plugin.inspector.nova_topology` keeps it current
+from Nova instead.
+
+Memory: a large cloud (100,000 instances on 5,000 hosts) must fit in the
+inspector. Each instance is one slotted record whose host and project
+strings are interned (shared by every instance on the host or of the
+project), referenced from one id index and one per-host tuple.
 """
 
 from __future__ import annotations
 
-import collections
 import dataclasses
+import sys
 import threading
 import typing
 
@@ -19,34 +25,133 @@ from doctor_plugin import yamlfile
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Instance:
-    """An instance as the inspector needs to know it."""
+    """An instance as the inspector needs to know it.
+
+    ``updated`` is the time (seconds since the epoch, 0 when unknown) of
+    the Nova state the record shows, Nova's ``updated_at``: it orders
+    updates from notifications and from resyncs, and is left out of
+    comparisons.
+    """
 
     id: str
     project_id: str
     host: str
     name: str = ''
+    updated: float = dataclasses.field(default=0.0, compare=False,
+                                       repr=False)
+
+    def __post_init__(self) -> None:
+        # Thousands of instances share a host, and hundreds a project:
+        # one string each instead of one per instance.
+        object.__setattr__(self, 'host', sys.intern(self.host))
+        object.__setattr__(self, 'project_id', sys.intern(self.project_id))
+        if not self.name:
+            object.__setattr__(self, 'name', '')
+
+
+def _without(members: tuple[Instance, ...],
+             instance_id: str) -> tuple[Instance, ...]:
+    return tuple(i for i in members if i.id != instance_id)
 
 
 class HostTopology:
     """A thread-safe host → instances map.
 
-    Readers get immutable snapshots (tuples), so a fan-out never sees a
-    half-applied update.
+    Readers never lock and get immutable snapshots (tuples): a fan-out
+    never sees a half-applied update and never waits on a writer. Writers
+    (:meth:`upsert`, :meth:`remove`, :meth:`replace`) serialise on a lock
+    and swap in a new host map, copy-on-write, so an update that moves an
+    instance between hosts is seen whole or not at all.
     """
 
     def __init__(self, instances: typing.Iterable[Instance] = ()) -> None:
         self._lock = threading.Lock()
         self._by_host: dict[str, tuple[Instance, ...]] = {}
+        self._by_id: dict[str, Instance] = {}
         self.replace(instances)
 
     def replace(self, instances: typing.Iterable[Instance]) -> None:
-        """Swap the whole map for ``instances``."""
-        by_host: dict[str, list[Instance]] = collections.defaultdict(list)
+        """Swap the whole map for ``instances`` (a full resync).
+
+        The new map is built off to the side; readers see the old one
+        until the swap. An id given twice keeps its last record.
+        """
+        by_id: dict[str, Instance] = {}
         for inst in instances:
-            by_host[inst.host].append(inst)
+            by_id[inst.id] = inst
+        by_host: dict[str, list[Instance]] = {}
+        for inst in by_id.values():
+            members = by_host.get(inst.host)
+            if members is None:
+                by_host[inst.host] = [inst]
+            else:
+                members.append(inst)
         frozen = {host: tuple(insts) for host, insts in by_host.items()}
+        del by_host
         with self._lock:
             self._by_host = frozen
+            self._by_id = by_id
+
+    def upsert(self, instance: Instance) -> bool:
+        """Add ``instance``, or replace its record and move it if need be.
+
+        :returns: whether what readers see changed: False when the record
+            was already there as given (``updated`` aside)
+        """
+        with self._lock:
+            old = self._by_id.get(instance.id)
+            if old is not None and old.host == instance.host:
+                changed = old != instance
+                if not changed and old.updated == instance.updated:
+                    return False
+                # Same host: keep the instance's place in the host's order.
+                by_host = dict(self._by_host)
+                by_host[instance.host] = tuple(
+                    instance if i.id == instance.id else i
+                    for i in by_host[instance.host])
+            else:
+                changed = True
+                by_host = dict(self._by_host)
+                if old is not None:
+                    self._drop(by_host, old)
+                by_host[instance.host] = by_host.get(
+                    instance.host, ()) + (instance,)
+            self._by_host = by_host
+            self._by_id[instance.id] = instance
+            return changed
+
+    def remove(self, instance_id: str) -> bool:
+        """Forget an instance.
+
+        :returns: whether it was known
+        """
+        with self._lock:
+            old = self._by_id.get(instance_id)
+            if old is None:
+                return False
+            by_host = dict(self._by_host)
+            self._drop(by_host, old)
+            self._by_host = by_host
+            del self._by_id[instance_id]
+            return True
+
+    @staticmethod
+    def _drop(by_host: dict[str, tuple[Instance, ...]],
+              old: Instance) -> None:
+        members = _without(by_host.get(old.host, ()), old.id)
+        if members:
+            by_host[old.host] = members
+        else:
+            by_host.pop(old.host, None)
+
+    def get(self, instance_id: str) -> Instance | None:
+        """The record of ``instance_id``, or None if it is on no host."""
+        return self._by_id.get(instance_id)
+
+    def instances(self) -> list[Instance]:
+        """A snapshot of every record, in no particular order."""
+        with self._lock:
+            return list(self._by_id.values())
 
     def instances_on(self, host: str) -> tuple[Instance, ...]:
         """The instances on ``host`` (empty if unknown)."""
@@ -64,7 +169,7 @@ class HostTopology:
         return sorted(self._by_host)
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self._by_host.values())
+        return len(self._by_id)
 
     @classmethod
     def from_file(cls, path: str) -> HostTopology:

@@ -1,6 +1,8 @@
 """Tests for doctor_plugin.inspector.topology."""
 
 import os
+import sys
+import threading
 
 import fixtures
 
@@ -180,3 +182,130 @@ class TestFromFile(base.TestCase):
                                 topology.HostTopology.from_file, path)
         self.assertEqual(f'{path}: hosts.compute-1[0]: "project_id" must '
                          f'be a non-empty string', str(exc))
+
+
+class TestInstance(base.TestCase):
+
+    def test_host_and_project_are_interned(self):
+        # Built at run time, as JSON decoding builds them.
+        host, project = ''.join(['compute-', '7']), ''.join(['ten', 'ant'])
+        inst = Instance('vm-1', project, host)
+        self.assertIs(sys.intern('compute-7'), inst.host)
+        self.assertIs(sys.intern('tenant'), inst.project_id)
+
+    def test_updated_is_not_compared(self):
+        self.assertEqual(Instance('vm-1', 'tenant-a', 'compute-1', 'a', 1.0),
+                         Instance('vm-1', 'tenant-a', 'compute-1', 'a', 2.0))
+
+    def test_no_name_is_empty(self):
+        self.assertEqual('', Instance('vm-1', 'tenant-a', 'compute-1',
+                                      None).name)
+
+    def test_no_instance_dict(self):
+        self.assertFalse(hasattr(Instance('vm-1', 'p', 'h'), '__dict__'))
+
+
+class TestIncrementalUpdates(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.topology = topology.HostTopology([
+            Instance('vm-1', 'tenant-a', 'compute-1', 'a-1', 1.0),
+            Instance('vm-2', 'tenant-b', 'compute-1', 'b-1', 1.0),
+            Instance('vm-3', 'tenant-a', 'compute-2', 'a-2', 1.0),
+        ])
+
+    def ids_on(self, host):
+        return [i.id for i in self.topology.instances_on(host)]
+
+    def test_upsert_adds(self):
+        inst = Instance('vm-4', 'tenant-c', 'compute-3', 'c-1')
+        self.assertTrue(self.topology.upsert(inst))
+        self.assertEqual(['vm-4'], self.ids_on('compute-3'))
+        self.assertIs(inst, self.topology.get('vm-4'))
+        self.assertEqual(4, len(self.topology))
+        self.assertEqual(['compute-1', 'compute-2', 'compute-3'],
+                         self.topology.hosts)
+
+    def test_upsert_moves_between_hosts(self):
+        before = self.topology.instances_on('compute-1')
+        self.assertTrue(self.topology.upsert(
+            Instance('vm-1', 'tenant-a', 'compute-2', 'a-1', 2.0)))
+        self.assertEqual(['vm-2'], self.ids_on('compute-1'))
+        self.assertEqual(['vm-3', 'vm-1'], self.ids_on('compute-2'))
+        self.assertEqual('compute-2', self.topology.get('vm-1').host)
+        self.assertEqual(3, len(self.topology))
+        # A snapshot taken before the move is unchanged.
+        self.assertEqual(['vm-1', 'vm-2'], [i.id for i in before])
+
+    def test_moving_the_last_instance_forgets_the_host(self):
+        self.topology.upsert(Instance('vm-3', 'tenant-a', 'compute-1'))
+        self.assertEqual(['compute-1'], self.topology.hosts)
+
+    def test_upsert_on_same_host_keeps_order(self):
+        self.assertTrue(self.topology.upsert(
+            Instance('vm-1', 'tenant-a', 'compute-1', 'renamed', 2.0)))
+        self.assertEqual(['vm-1', 'vm-2'], self.ids_on('compute-1'))
+        self.assertEqual('renamed', self.topology.get('vm-1').name)
+
+    def test_upsert_unchanged(self):
+        self.assertFalse(self.topology.upsert(
+            Instance('vm-1', 'tenant-a', 'compute-1', 'a-1', 1.0)))
+
+    def test_upsert_refreshes_updated(self):
+        self.assertFalse(self.topology.upsert(
+            Instance('vm-1', 'tenant-a', 'compute-1', 'a-1', 5.0)))
+        self.assertEqual(5.0, self.topology.get('vm-1').updated)
+
+    def test_remove(self):
+        self.assertTrue(self.topology.remove('vm-3'))
+        self.assertIsNone(self.topology.get('vm-3'))
+        self.assertEqual(['compute-1'], self.topology.hosts)
+        self.assertEqual(2, len(self.topology))
+        self.assertFalse(self.topology.remove('vm-3'))
+
+    def test_replace_then_update(self):
+        self.topology.replace([Instance('vm-9', 'tenant-c', 'compute-3')])
+        self.assertIsNone(self.topology.get('vm-1'))
+        self.topology.upsert(Instance('vm-9', 'tenant-c', 'compute-4'))
+        self.assertEqual(['compute-4'], self.topology.hosts)
+
+    def test_replace_keeps_the_last_record_of_an_id(self):
+        self.topology.replace([Instance('vm-1', 'tenant-a', 'compute-1'),
+                               Instance('vm-1', 'tenant-a', 'compute-2')])
+        self.assertEqual(['compute-2'], self.topology.hosts)
+        self.assertEqual(1, len(self.topology))
+
+    def test_instances_snapshot(self):
+        self.assertEqual({'vm-1', 'vm-2', 'vm-3'},
+                         {i.id for i in self.topology.instances()})
+
+    def test_readers_never_see_a_changing_map(self):
+        # hosts and len iterate the map while a writer adds and removes
+        # hosts: copy-on-write means they never fail mid-iteration.
+        stop = threading.Event()
+        errors = []
+
+        def write():
+            n = 0
+            while not stop.is_set():
+                n += 1
+                self.topology.upsert(
+                    Instance('vm-x', 'tenant-x', f'compute-x{n % 50}'))
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        try:
+            for _ in range(2000):
+                try:
+                    self.topology.hosts
+                    len(self.topology)
+                    for host in ('compute-1', 'compute-x1'):
+                        self.topology.by_project(host)
+                except RuntimeError as exc:
+                    errors.append(exc)
+        finally:
+            stop.set()
+            writer.join()
+        self.assertEqual([], errors)
+        self.assertEqual(4, len(self.topology))
