@@ -13,13 +13,14 @@ import http.server
 import json
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 import typing
 
 from oslo_log import log as logging
+
+from doctor_plugin import childproc
 
 LOG = logging.getLogger(__name__)
 
@@ -175,46 +176,29 @@ class ConsumerProcess(AlarmLog):
     def __init__(self, on_alarm: typing.Callable[[ReceivedAlarm], None]
                  | None = None) -> None:
         super().__init__(on_alarm)
-        self._proc: subprocess.Popen | None = None
+        self._child = childproc.ChildServer('doctor_plugin.consumer',
+                                            what='the consumer process')
         self._reader: threading.Thread | None = None
         self.url = ''
 
-    def start(self, timeout: float = 30.0) -> ConsumerProcess:
-        self._proc = subprocess.Popen(
-            [sys.executable, '-m', 'doctor_plugin.consumer'],
-            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-        first = self._proc.stdout.readline()
-        try:
-            self.url = json.loads(first)['url']
-        except (ValueError, KeyError, TypeError):
-            self.stop()
-            raise RuntimeError(f'the consumer process did not start: '
-                               f'{first!r}') from None
+    def start(self) -> ConsumerProcess:
+        self.url = self._child.start()['url']
         self._reader = threading.Thread(target=self._read, daemon=True,
                                         name='doctor-consumer-reader')
         self._reader.start()
         return self
 
     def _read(self) -> None:
-        for line in self._proc.stdout:
-            data = json.loads(line)
+        for data in self._child.lines():
             self.record(ReceivedAlarm(data['path'], data['body'],
                                       data['headers'], data['received_at']))
 
     def stop(self) -> None:
-        if self._proc is None:
-            return
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
+        self._child.terminate()
         if self._reader is not None:
+            # Every alarm the process printed is recorded before it stops.
             self._reader.join(5)
-        self._proc.stdout.close()
-        self._proc = None
+        self._child.stop()
 
 
 def main() -> None:

@@ -13,10 +13,12 @@ from oslo_messaging import opts as messaging_opts
 
 import doctor_plugin.alarms.evaluator
 import doctor_plugin.alarms.listener
+import doctor_plugin.controller.nova
 import doctor_plugin.inspector.api
 import doctor_plugin.inspector.correlation
 import doctor_plugin.inspector.engine
 import doctor_plugin.inspector.listener
+import doctor_plugin.inspector.nova_topology
 import doctor_plugin.inspector.service
 import doctor_plugin.monitors
 import doctor_plugin.monitors.reporter
@@ -37,8 +39,10 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
             doctor_plugin.inspector.correlation.OPTS,
             doctor_plugin.inspector.engine.OPTS,
             doctor_plugin.inspector.listener.OPTS,
+            doctor_plugin.inspector.nova_topology.OPTS,
             doctor_plugin.inspector.service.OPTS,
             doctor_plugin.transformers.nova_service.OPTS))),
+        ('nova', doctor_plugin.controller.nova.list_opts()),
         ('notifier', list(itertools.chain(
             doctor_plugin.notifiers.log.OPTS,
             doctor_plugin.notifiers.messaging.OPTS,
@@ -61,6 +65,11 @@ def register_all(conf: cfg.ConfigOpts) -> None:
     and overrides name them before that.
     """
     for group, options in list_opts():
+        if group == doctor_plugin.controller.nova.GROUP:
+            # Without the auth plugin's options: keystoneauth1 registers
+            # those of the plugin [nova] auth_type names when it loads it.
+            doctor_plugin.controller.nova.register_opts(conf)
+            continue
         conf.register_opts(options,
                            group=None if group == 'DEFAULT' else group)
     for group, options in messaging_opts.list_opts():

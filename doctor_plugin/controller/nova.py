@@ -95,12 +95,13 @@ def _dedup(opts: typing.Iterable[cfg.Opt]) -> list[cfg.Opt]:
     return out
 
 
-def list_opts() -> list[cfg.Opt]:
-    """Every option of the ``[nova]`` group, for oslo-config-generator.
+def _runtime_opts() -> list[cfg.Opt]:
+    """Ours, then keystoneauth1's session, adapter and common auth options.
 
-    Ours, then keystoneauth1's session, adapter and common auth options and
-    those of its ``password`` plugin (the one a deployment uses with a
-    service user; another plugin registers its own options when loaded).
+    The options of the auth plugin itself are registered by keystoneauth1
+    when it loads the plugin ``auth_type`` names: registering the
+    ``password`` plugin's up front would make its ``auth_url`` required
+    even with ``auth_type = none``.
     """
     adapter_opts = ks_loading.get_adapter_conf_options(
         include_deprecated=False)
@@ -109,17 +110,23 @@ def list_opts() -> list[cfg.Opt]:
     return _dedup(OPTS
                   + ks_loading.get_session_conf_options()
                   + adapter_opts
-                  + ks_loading.get_auth_common_conf_options()
+                  + ks_loading.get_auth_common_conf_options())
+
+
+def list_opts() -> list[cfg.Opt]:
+    """Every option of the ``[nova]`` group, for oslo-config-generator.
+
+    The runtime options and those of keystoneauth1's ``password`` plugin,
+    the one a deployment uses with a service user (another plugin's
+    options are documented by keystoneauth1).
+    """
+    return _dedup(_runtime_opts()
                   + ks_loading.get_auth_plugin_conf_options('password'))
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    """Register the ``[nova]`` options on ``conf``.
-
-    They are the ones :func:`list_opts` lists, so that registering them
-    here and through ``opts.py`` does not conflict.
-    """
-    conf.register_opts(list_opts(), group=GROUP)
+    """Register the ``[nova]`` options a service reads on ``conf``."""
+    conf.register_opts(_runtime_opts(), group=GROUP)
 
 
 def _backoff(initial: float, attempt: int) -> float:

@@ -1,13 +1,16 @@
-"""Assemble the inspector: API, bus listener, engine, pipeline."""
+"""Assemble the inspector: API, bus listeners, engine, pipeline, Nova."""
 
 from __future__ import annotations
 
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from doctor_plugin.controller import fixup
+from doctor_plugin.controller import nova
 from doctor_plugin.inspector import api
 from doctor_plugin.inspector import engine
 from doctor_plugin.inspector import listener
+from doctor_plugin.inspector import nova_topology
 from doctor_plugin.inspector import topology as topology_mod
 from doctor_plugin import pipeline as pipeline_mod
 from doctor_plugin import plugins
@@ -23,7 +26,30 @@ OPTS = [
     cfg.BoolOpt('enable_notification_listener',
                 default=True,
                 help='Listen on the bus for the notifications the bus '
-                     'transformers accept.'),
+                     'transformers accept and, with topology_source nova, '
+                     "for Nova's instance notifications. Off, the topology "
+                     'from Nova is only refreshed by its periodic resync.'),
+    cfg.StrOpt('topology_source',
+               default='file',
+               choices=[('file', 'the static [inspector] topology_file (or '
+                                 'none: no per-tenant fan-out)'),
+                        ('nova', "loaded from Nova's API with the [nova] "
+                                 "options and kept current from its "
+                                 "versioned instance notifications")],
+               help='Where the inspector learns which instances, of which '
+                    'tenants, run on which host.'),
+    cfg.StrOpt('controller',
+               default='none',
+               choices=[('none', 'only notify'),
+                        ('nova', "after notifying, force the failed host's "
+                                 "compute service down and reset its "
+                                 "instances to error in Nova ([nova] "
+                                 "options); un-force it on recovery")],
+               help="Whether the inspector also makes Nova's view of a "
+                    "failed host true. Consumers are always notified "
+                    "first; the fix-up runs in the background and its "
+                    "outcome is published as a doctor.controller.result "
+                    "event."),
 ]
 
 
@@ -32,7 +58,7 @@ class InspectorService:
 
     :param conf: service configuration
     :param pipeline: overrides ``[DEFAULT] pipeline_cfg_file``
-    :param topology: overrides ``[inspector] topology_file``
+    :param topology: overrides ``[inspector] topology_source``
     :param transport_url: overrides oslo.messaging's transport options
     :param timeline: profiler marks (defaults to the process timeline)
     """
@@ -46,8 +72,26 @@ class InspectorService:
         conf.register_opts(api.OPTS, group='inspector')
         self.conf = conf
         self.pipeline = pipeline or pipeline_mod.Pipeline.from_conf(conf)
+        uses_nova = 'nova' in (conf.inspector.topology_source,
+                               conf.inspector.controller)
+        self.nova_client = nova.NovaClient(conf) if uses_nova else None
+        self.topology_sync = None
+        self.topology_listener = None
+        if topology is None and conf.inspector.topology_source == 'nova':
+            self.topology_sync = nova_topology.NovaTopologySync(
+                conf, self.nova_client)
+            topology = self.topology_sync.topology
+            if conf.inspector.enable_notification_listener:
+                self.topology_listener = nova_topology.get_listener(
+                    conf, self.topology_sync,
+                    conf.inspector.notification_topics, transport_url)
+        self.controller = None
+        if conf.inspector.controller == 'nova':
+            self.controller = fixup.NovaController(
+                conf, self.nova_client, publish=self.pipeline.publish,
+                timeline=timeline)
         self.engine = engine.Inspector(conf, self.pipeline, topology,
-                                       timeline)
+                                       timeline, self.controller)
         api_transformer = plugins.load_driver(
             plugins.TRANSFORMERS_NAMESPACE, conf.inspector.api_transformer,
             conf)
@@ -69,6 +113,11 @@ class InspectorService:
         return self.server.url
 
     def start(self) -> InspectorService:
+        if self.topology_sync is not None:
+            if self.topology_listener is not None:
+                # Listen first: what changes while the map loads is kept.
+                self.topology_listener.start()
+            self.topology_sync.start()
         if self.listener is not None:
             self.listener.start()
         self.server.start()
@@ -79,5 +128,14 @@ class InspectorService:
         self.server.stop()
         if self.listener is not None:
             self.listener.stop()
+        if self.topology_listener is not None:
+            self.topology_listener.stop()
+            self.topology_listener.wait()
+        if self.topology_sync is not None:
+            self.topology_sync.stop()
         self.engine.close()
+        if self.controller is not None:
+            self.controller.close()
+        if self.nova_client is not None:
+            self.nova_client.close()
         self.pipeline.close()

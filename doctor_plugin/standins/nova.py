@@ -25,10 +25,12 @@ import dataclasses
 import http.server
 import itertools
 import json
+import os
 import re
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 import typing
@@ -39,6 +41,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 import oslo_messaging
 
+from doctor_plugin import childproc
 from doctor_plugin import messaging
 
 LOG = logging.getLogger(__name__)
@@ -1121,6 +1124,52 @@ class NovaStandIn:
             prepared.error({}, event_type, payload)
         else:
             prepared.info({}, event_type, payload)
+
+
+class NovaStandInProcess:
+    """A :class:`NovaStandIn` in a process of its own.
+
+    Nova runs on other machines than the inspector; the benchmark runs its
+    stand-in this way so that answering the controller's calls does not
+    compete with the chain under test for the GIL. It is set up once, from
+    ``servers``, and is then only reached over HTTP.
+
+    :param servers: ``(id, project_id, host, name)`` of every server
+    """
+
+    def __init__(self, servers: typing.Iterable[tuple[str, str, str, str]],
+                 max_version: str = '2.96') -> None:
+        self._servers = [list(server) for server in servers]
+        self._max_version = max_version
+        self._dir: tempfile.TemporaryDirectory | None = None
+        self._child: childproc.ChildServer | None = None
+        self.url = ''
+        self.compute_url = ''
+
+    def start(self) -> NovaStandInProcess:
+        self._dir = tempfile.TemporaryDirectory(prefix='doctor-nova-')
+        path = os.path.join(self._dir.name, 'servers.json')
+        with open(path, 'w', encoding='utf-8') as f:
+            json.dump(self._servers, f)
+        self._child = childproc.ChildServer(
+            'doctor_plugin.standins.nova',
+            ['--servers-file', path, '--max-version', self._max_version],
+            what='the Nova stand-in process')
+        try:
+            ready = self._child.start()
+        except BaseException:
+            self.stop()
+            raise
+        self.url, self.compute_url = ready['url'], ready['compute_url']
+        return self
+
+    def stop(self) -> None:
+        if self._child is not None:
+            self._child.stop()
+            self._child = None
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None
 
 
 def _load_servers(path: str) -> list[tuple[str, str, str, str]]:

@@ -9,9 +9,11 @@ import time
 
 import fixtures
 from keystoneauth1 import loading as ks_loading
+from oslo_config import cfg
 
 from doctor_plugin.controller import nova
 from doctor_plugin import exceptions
+from doctor_plugin import opts
 from doctor_plugin.standins import nova as nova_standin
 from doctor_plugin.tests import base
 
@@ -34,8 +36,8 @@ class NovaStandInFixture(fixtures.Fixture):
 def calls_to(standin, method, path_prefix, at_least=1, timeout=2.0):
     """``standin.calls_to(...)`` once ``at_least`` calls are recorded.
 
-    The stand-in records a call after answering it, so a client may return
-    a moment before its last call shows up.
+    For calls made by background threads (the controller's), which may
+    not all have been sent when the test looks.
     """
     deadline = time.monotonic() + timeout
     while True:
@@ -109,14 +111,44 @@ class TestOptions(base.TestCase):
                                 nova.NovaClient, self.conf)
         self.assertIn('auth_type', str(exc))
 
+    def _conf_from_file(self, text: str) -> cfg.ConfigOpts:
+        """A service's configuration, read from a file as in deployment."""
+        path = self.useFixture(fixtures.TempDir()).join('doctor.conf')
+        with open(path, 'w', encoding='utf-8') as f:
+            f.write(text)
+        conf = cfg.ConfigOpts()
+        opts.register_all(conf)
+        conf(['--config-file', path], project='doctor_plugin',
+             default_config_files=[])
+        return conf
+
     def test_password_plugin_without_auth_url_is_a_configuration_error(self):
-        nova.register_opts(self.conf)
-        self.set_opts('nova', auth_type='password', username='doctor',
-                      password='s3cret')
+        conf = self._conf_from_file('[nova]\nauth_type = password\n'
+                                    'username = doctor\n'
+                                    'password = s3cret\n')
         exc = self.assertRaises(exceptions.ConfigurationError,
-                                nova.NovaClient, self.conf)
+                                nova.NovaClient, conf)
         self.assertIn('auth_url', str(exc))
         self.assertNotIn('s3cret', str(exc))
+
+    def test_password_plugin_options_are_read_from_the_file(self):
+        conf = self._conf_from_file(
+            '[nova]\nauth_type = password\n'
+            'auth_url = http://127.0.0.1:5000/v3\nusername = doctor\n'
+            'password = s3cret\nproject_name = service\n'
+            'user_domain_name = Default\nproject_domain_name = Default\n')
+        client = nova.NovaClient(conf)
+        self.addCleanup(client.close)
+        self.assertEqual('doctor', conf.nova.username)
+
+    def test_auth_type_none_needs_no_auth_url(self):
+        # Registering every option up front (as the services do) must not
+        # make the password plugin's auth_url required.
+        conf = self._conf_from_file('[nova]\nauth_type = none\n'
+                                    'endpoint_override = '
+                                    'http://127.0.0.1:8774/v2.1\n')
+        client = nova.NovaClient(conf)
+        self.addCleanup(client.close)
 
 
 class TestMicroversions(base.TestCase):

@@ -1,0 +1,80 @@
+"""Local servers run in a Python process of their own.
+
+The benchmark runs the parts that stand for other machines (a tenant's
+consumer, Nova) in their own interpreters, so that their work does not
+compete with the chain under test for the GIL. Each such server is a
+``python -m <module>`` that prints one JSON line (its address) when it is
+ready and stops on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import typing
+
+
+class ChildServer:
+    """A ``python -m module`` server that announces itself on stdout.
+
+    :param module: the module to run
+    :param args: its command-line arguments
+    :param what: how error messages name it ("the consumer process")
+    """
+
+    def __init__(self, module: str, args: typing.Sequence[str] = (),
+                 what: str = 'the child process') -> None:
+        self.command = [sys.executable, '-m', module, *args]
+        self.what = what
+        self.proc: subprocess.Popen | None = None
+        #: The JSON object of the process's first line.
+        self.ready: dict[str, typing.Any] = {}
+
+    def start(self) -> dict[str, typing.Any]:
+        """Start it and return its first JSON line, once it is ready.
+
+        :raises RuntimeError: if it exits or prints something else first
+        """
+        self.proc = subprocess.Popen(self.command, stdout=subprocess.PIPE,
+                                     stdin=subprocess.DEVNULL, text=True)
+        first = self.proc.stdout.readline()
+        try:
+            self.ready = json.loads(first)
+            if not isinstance(self.ready, dict):
+                raise ValueError(first)
+        except ValueError:
+            self.stop()
+            command = ' '.join(self.command)
+            raise RuntimeError(f'{self.what} did not start ({command} '
+                               f'printed {first!r}); see its error output '
+                               f'above') from None
+        return self.ready
+
+    def lines(self) -> typing.Iterator[dict[str, typing.Any]]:
+        """The JSON lines it prints after the first, until it exits."""
+        for line in self.proc.stdout:
+            yield json.loads(line)
+
+    def terminate(self, timeout: float = 5.0) -> None:
+        """SIGTERM it, SIGKILL it if it does not exit within ``timeout``.
+
+        Its output stays readable: what it printed before exiting can
+        still be taken from :meth:`lines`.
+        """
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Terminate it and release its output pipe."""
+        if self.proc is None:
+            return
+        self.terminate(timeout)
+        self.proc.stdout.close()
+        self.proc = None
