@@ -23,6 +23,7 @@ from doctor_plugin.alarms import definitions
 from doctor_plugin.alarms import evaluator as evaluator_mod
 from doctor_plugin.alarms import listener as alarm_listener
 from doctor_plugin import consumer as consumer_mod
+from doctor_plugin.controller import fixup
 from doctor_plugin.inspector import service as inspector_service
 from doctor_plugin.inspector import topology as topology_mod
 from doctor_plugin import messaging
@@ -31,6 +32,7 @@ from doctor_plugin.monitors import tcp
 from doctor_plugin import opts
 from doctor_plugin import pipeline as pipeline_mod
 from doctor_plugin import profiler
+from doctor_plugin.standins import nova as nova_standin
 
 DEMO_HOST = 'compute-0'
 
@@ -65,6 +67,14 @@ class ChainSettings:
     #: reports a fresh failure of the same host in every trial, which the
     #: inspector's host correlation would rightly drop as a repeat).
     report_repeats: bool = False
+    #: Run a Nova stand-in holding the chain's hosts and instances: the
+    #: inspector loads its topology from it (and, with ``nova_topic``,
+    #: follows its instance notifications) and, once the tenants are
+    #: told, forces the failed host down and its instances to error there.
+    nova: bool = False
+    #: Run the Nova stand-in in a process of its own, as Nova would be
+    #: (the benchmark does); it then sends no notifications.
+    nova_process: bool = False
 
 
 def make_conf(settings: ChainSettings) -> cfg.ConfigOpts:
@@ -86,6 +96,13 @@ def make_conf(settings: ChainSettings) -> cfg.ConfigOpts:
         conf.set_override('notification_pool',
                           f'{settings.nova_topic}.doctor-inspector',
                           group='inspector')
+        conf.set_override('topology_notification_pool',
+                          f'{settings.nova_topic}.doctor-topology',
+                          group='inspector')
+    if settings.nova:
+        conf.set_override('topology_source', 'nova', group='inspector')
+        conf.set_override('controller', 'nova', group='inspector')
+        conf.set_override('auth_type', 'none', group='nova')
     return conf
 
 
@@ -144,6 +161,8 @@ class Chain:
         self.settings = settings
         self.timeline = timeline
         self.conf = make_conf(settings)
+        self.nova: (nova_standin.NovaStandIn
+                    | nova_standin.NovaStandInProcess | None) = None
         # The consumer runs from here on: its URL goes into the alarms.
         if settings.consumer_process:
             self.consumer = consumer_mod.ConsumerProcess(
@@ -154,10 +173,29 @@ class Chain:
         try:
             self._build(settings)
         except BaseException:
+            if self.nova is not None:
+                self.nova.stop()
             self.consumer.stop()
             raise
 
+    def _start_nova(self, settings: ChainSettings) -> None:
+        """Start the Nova stand-in and point the ``[nova]`` options at it."""
+        servers = [(i.id, i.project_id, i.host, i.name)
+                   for i in placement(settings)]
+        if settings.nova_process:
+            self.nova = nova_standin.NovaStandInProcess(servers).start()
+        else:
+            self.nova = nova_standin.NovaStandIn().start()
+            self.nova.add_servers(servers)
+            if settings.nova_topic:
+                self.nova.enable_notifications(settings.transport_url,
+                                               settings.nova_topic)
+        self.conf.set_override('endpoint_override', self.nova.compute_url,
+                               group='nova')
+
     def _build(self, settings: ChainSettings) -> None:
+        if settings.nova:
+            self._start_nova(settings)
         pipeline = pipeline_mod.Pipeline(
             self.conf, pipeline_mod.PipelineDefinition.from_dict(
                 {'sources': [{'name': 'host_faults',
@@ -170,7 +208,8 @@ class Chain:
                 '<demo pipeline>'))
         self.inspector = inspector_service.InspectorService(
             self.conf, pipeline=pipeline,
-            topology=tenant_topology(settings), timeline=self.timeline)
+            topology=None if settings.nova else tenant_topology(settings),
+            timeline=self.timeline)
         evaluator = evaluator_mod.EventAlarmEvaluator(
             self.conf, tenant_alarms(settings, self.consumer.url),
             timeline=self.timeline)
@@ -188,14 +227,22 @@ class Chain:
                                group='monitor')
         return self
 
+    @property
+    def controller(self) -> fixup.NovaController | None:
+        """The inspector's Nova controller (with ``nova`` set)."""
+        return self.inspector.controller
+
     def stop(self) -> None:
         self.inspector.stop()
         self.listener.stop()
         self.consumer.stop()
+        if self.nova is not None:
+            self.nova.stop()
         queues = messaging.listener_queue_names([self.settings.event_topic])
         if self.settings.nova_topic:
-            queues += messaging.listener_queue_names(
-                [], self.conf.inspector.notification_pool)
+            for pool in (self.conf.inspector.notification_pool,
+                         self.conf.inspector.topology_notification_pool):
+                queues += messaging.listener_queue_names([], pool)
         messaging.cleanup()
         messaging.delete_queues(self.conf, self.settings.transport_url,
                                 queues)
@@ -266,7 +313,9 @@ def run_demo(settings: ChainSettings, timeout: float,
         time.sleep(max(0.2, interval * 5))
         write(f'doctor-plugin demo: transport {settings.transport_url}, '
               f'host {settings.host} with {settings.vms} VMs of '
-              f'{settings.tenants} tenants')
+              f'{settings.tenants} tenants'
+              + (f', Nova stand-in at {chain.nova.url}' if chain.nova
+                 else ''))
         fault_time = host.fail()
         write('fault injected: management link of '
               f'{settings.host} is down')
@@ -279,11 +328,27 @@ def run_demo(settings: ChainSettings, timeout: float,
             return 1
         fault_id = detected[0]
         timeline.mark(fault_id, 'T00', fault_time)
+        fixup_line = None
+        if chain.controller is not None:
+            try:
+                result = chain.controller.wait(fault_id, timeout)
+            except TimeoutError:
+                fixup_line = (f'Nova fix-up: not finished within {timeout} '
+                              f's')
+            else:
+                fixup_line = (
+                    f'Nova fix-up: {result.outcome}; compute service of '
+                    f'{result.host} forced down, {result.instances_reset} '
+                    f'of {result.instances_total} instance(s) set to error '
+                    f'in {result.duration_ms:.1f} ms, after the tenants '
+                    f'were notified')
         write(f'\nDoctor timeline of fault {fault_id} (ms from T00):')
         write(timeline.format(fault_id))
         if settings.transport_url.startswith('fake'):
             write('  (the embedded fake:// bus polls every 50 ms; use '
                   '--transport-url rabbit://... for broker figures)')
+        if fixup_line:
+            write(fixup_line)
         if len(alarms) < settings.tenants:
             write(f'\nFAILED: {len(alarms)} of {settings.tenants} tenant '
                   f'consumers received their alarm within {timeout} s')

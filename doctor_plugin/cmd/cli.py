@@ -51,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
         'demo', help='run the whole Doctor chain once on this machine',
         description='Simulate a compute host fault and follow it through '
                     'monitor, inspector, message bus, alarm listener and '
-                    'the tenants\' consumer webhooks; print the Doctor '
-                    'timeline. Exits 1 if a consumer missed its alarm.')
+                    'the tenants\' consumer webhooks, and the fix-up of a '
+                    'local Nova stand-in; print the Doctor timeline. Exits '
+                    '1 if a consumer missed its alarm.')
     p.add_argument('--transport-url', default=messaging.FAKE_TRANSPORT_URL,
                    help='oslo.messaging transport (default: the embedded '
                         'fake:// bus; e.g. '
@@ -65,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='seconds to wait for the alarms (default 10)')
     p.add_argument('--interval', type=_positive_float, default=0.01,
                    help='monitor probe interval in seconds (default 0.01)')
+    p.add_argument('--no-nova', dest='nova', action='store_false',
+                   help='run without the Nova stand-in: a static topology '
+                        'and no controller (T03/T04 stay empty)')
 
     p = sub.add_parser(
         'bench', help='measure the figures of shared/BENCHMARKS.md',
@@ -99,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     settings = demo.ChainSettings(transport_url=args.transport_url,
-                                  vms=args.vms, tenants=args.tenants)
+                                  vms=args.vms, tenants=args.tenants,
+                                  nova=args.nova)
     return demo.run_demo(settings, args.timeout, interval=args.interval)
 
 
