@@ -10,6 +10,8 @@ ready and stops on SIGTERM.
 from __future__ import annotations
 
 import json
+import select
+import shutil
 import subprocess
 import sys
 import typing
@@ -21,35 +23,63 @@ class ChildServer:
     :param module: the module to run
     :param args: its command-line arguments
     :param what: how error messages name it ("the consumer process")
+    :param idle: run it in Linux's SCHED_IDLE class (chrt(1)), on the CPU
+        nothing else wants: the benchmark runs what stands for another
+        machine this way, so that its CPU is not taken from the chain
+        under test
     """
 
     def __init__(self, module: str, args: typing.Sequence[str] = (),
-                 what: str = 'the child process') -> None:
+                 what: str = 'the child process', idle: bool = False
+                 ) -> None:
         self.command = [sys.executable, '-m', module, *args]
+        if idle and shutil.which('chrt'):
+            self.command = ['chrt', '--idle', '0', *self.command]
         self.what = what
         self.proc: subprocess.Popen | None = None
         #: The JSON object of the process's first line.
         self.ready: dict[str, typing.Any] = {}
 
-    def start(self) -> dict[str, typing.Any]:
+    def start(self, timeout: float = 60.0) -> dict[str, typing.Any]:
         """Start it and return its first JSON line, once it is ready.
 
-        :raises RuntimeError: if it exits or prints something else first
+        :raises RuntimeError: if it exits, prints something else first or
+            says nothing within ``timeout`` seconds
         """
         self.proc = subprocess.Popen(self.command, stdout=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL, text=True)
-        first = self.proc.stdout.readline()
+        first = ''
+        ready_to_read = bool(select.select([self.proc.stdout], [], [],
+                                           timeout)[0])
+        if ready_to_read:
+            first = self.proc.stdout.readline()
         try:
-            self.ready = json.loads(first)
-            if not isinstance(self.ready, dict):
+            ready = json.loads(first)
+            if not isinstance(ready, dict):
                 raise ValueError(first)
         except ValueError:
+            if first:
+                said = f'printed {first!r}'
+            elif self._exited(first_ready=ready_to_read):
+                said = f'exited with status {self.proc.returncode}'
+            else:
+                said = f'said nothing within {timeout:g} s'
             self.stop()
             command = ' '.join(self.command)
             raise RuntimeError(f'{self.what} did not start ({command} '
-                               f'printed {first!r}); see its error output '
-                               f'above') from None
-        return self.ready
+                               f'{said}); see its error output above'
+                               ) from None
+        self.ready = ready
+        return ready
+
+    def _exited(self, first_ready: bool) -> bool:
+        """Whether it exited (an end of output means it is exiting)."""
+        if first_ready:
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        return self.proc.poll() is not None
 
     def lines(self) -> typing.Iterator[dict[str, typing.Any]]:
         """The JSON lines it prints after the first, until it exits."""

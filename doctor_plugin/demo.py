@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import socket
+import sys
 import threading
 import time
 import typing
@@ -22,6 +24,7 @@ from oslo_config import cfg
 from doctor_plugin.alarms import definitions
 from doctor_plugin.alarms import evaluator as evaluator_mod
 from doctor_plugin.alarms import listener as alarm_listener
+from doctor_plugin import childproc
 from doctor_plugin import consumer as consumer_mod
 from doctor_plugin.controller import fixup
 from doctor_plugin.inspector import service as inspector_service
@@ -75,6 +78,11 @@ class ChainSettings:
     #: Run the Nova stand-in in a process of its own, as Nova would be
     #: (the benchmark does); it then sends no notifications.
     nova_process: bool = False
+    #: Run the alarm listener in a process of its own, as
+    #: doctor-plugin-listener is deployed (the benchmark does): the
+    #: inspector's work, the controller's included, then does not compete
+    #: with it for the GIL. T07 and T08 are then not on the timeline.
+    listener_process: bool = False
 
 
 def make_conf(settings: ChainSettings) -> cfg.ConfigOpts:
@@ -150,6 +158,51 @@ def tenant_alarms(settings: ChainSettings, consumer_url: str
         for t in range(settings.tenants)]}, '<demo alarms>')
 
 
+def make_listener(settings: ChainSettings, conf: cfg.ConfigOpts,
+                  consumer_url: str,
+                  timeline: profiler.Timeline | None = None
+                  ) -> alarm_listener.AlarmListener:
+    """The chain's alarm listener: one host-down alarm per tenant."""
+    evaluator = evaluator_mod.EventAlarmEvaluator(
+        conf, tenant_alarms(settings, consumer_url), timeline=timeline)
+    return alarm_listener.AlarmListener(conf, evaluator)
+
+
+class ListenerProcess:
+    """The chain's alarm listener in a process of its own."""
+
+    def __init__(self, settings: ChainSettings, consumer_url: str) -> None:
+        self._child = childproc.ChildServer(
+            'doctor_plugin.demo',
+            ['listener', json.dumps(dataclasses.asdict(settings)),
+             consumer_url],
+            what='the alarm listener process')
+
+    def start(self) -> None:
+        # It announces itself once it consumes its queue.
+        self._child.start()
+
+    def stop(self) -> None:
+        self._child.stop()
+
+
+def listener_main(settings_json: str, consumer_url: str) -> None:
+    """Run :func:`make_listener` until SIGTERM (:class:`ListenerProcess`)."""
+    settings = ChainSettings(**json.loads(settings_json))
+    conf = make_conf(settings)
+    listener = make_listener(settings, conf, consumer_url)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    listener.start()
+    sys.stdout.write(json.dumps({'ready': True}) + '\n')
+    sys.stdout.flush()
+    try:
+        done.wait()
+    finally:
+        listener.stop()
+        messaging.cleanup()
+
+
 class Chain:
     """Inspector → bus → alarm listener → consumer, run together.
 
@@ -183,7 +236,10 @@ class Chain:
         servers = [(i.id, i.project_id, i.host, i.name)
                    for i in placement(settings)]
         if settings.nova_process:
-            self.nova = nova_standin.NovaStandInProcess(servers).start()
+            # Nova runs on other machines: on this one it gets the CPU
+            # the chain leaves.
+            self.nova = nova_standin.NovaStandInProcess(servers,
+                                                        idle=True).start()
         else:
             self.nova = nova_standin.NovaStandIn().start()
             self.nova.add_servers(servers)
@@ -210,10 +266,11 @@ class Chain:
             self.conf, pipeline=pipeline,
             topology=None if settings.nova else tenant_topology(settings),
             timeline=self.timeline)
-        evaluator = evaluator_mod.EventAlarmEvaluator(
-            self.conf, tenant_alarms(settings, self.consumer.url),
-            timeline=self.timeline)
-        self.listener = alarm_listener.AlarmListener(self.conf, evaluator)
+        if settings.listener_process:
+            self.listener = ListenerProcess(settings, self.consumer.url)
+        else:
+            self.listener = make_listener(settings, self.conf,
+                                          self.consumer.url, self.timeline)
 
     def _on_alarm(self, alarm: consumer_mod.ReceivedAlarm) -> None:
         self.timeline.mark(alarm.trait('monitor_event_id'), 'T09',
@@ -360,3 +417,11 @@ def run_demo(settings: ChainSettings, timeout: float,
     finally:
         stop.set()
         chain.stop()
+
+
+if __name__ == '__main__':
+    if sys.argv[1:2] == ['listener'] and len(sys.argv) == 4:
+        listener_main(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit('usage: python -m doctor_plugin.demo listener SETTINGS_JSON '
+                 'CONSUMER_URL (run by the chain; use "doctor-plugin demo")')

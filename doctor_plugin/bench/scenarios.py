@@ -13,6 +13,8 @@ import uuid
 import oslo_messaging
 
 from doctor_plugin.bench import harness
+from doctor_plugin.bench import memory
+from doctor_plugin.controller import fixup
 from doctor_plugin import demo
 from doctor_plugin import messaging
 from doctor_plugin.monitors import base as monitor_base
@@ -90,6 +92,12 @@ def run_host_failures(scenario: str, settings: demo.ChainSettings,
     monitors would); the figure is the time from T01 until the last
     tenant's webhook has its alarm (T09). The consumer runs in its own
     process; the message bus is ``options.transport_url``.
+
+    With ``settings.nova``, a Nova stand-in in its own process holds the
+    hosts and instances: the inspector loads its topology from it and its
+    controller fixes Nova up while the tenants are told. Each trial then
+    also waits for every fix-up and reports its completion time (T01 to
+    the last instance set to error and the host forced down) apart.
     """
     timeline = profiler.Timeline()
     chain = demo.Chain(settings, timeline)
@@ -99,6 +107,8 @@ def run_host_failures(scenario: str, settings: demo.ChainSettings,
                                  or settings.tenants, settings.tenants)
     received: collections.Counter[tuple[str, str]] = collections.Counter()
     latencies: list[float] = []
+    fixups: list[float] = []
+    outcomes: collections.Counter[str] = collections.Counter()
     pool = concurrent.futures.ThreadPoolExecutor(
         max_workers=len(hosts), thread_name_prefix='doctor-bench-monitor')
     try:
@@ -118,8 +128,17 @@ def run_host_failures(scenario: str, settings: demo.ChainSettings,
             expected += per_trial
             alarms = chain.consumer.wait_for(expected, options.timeout)
             expected = len(alarms)
+            # Let the fix-ups end before the next trial reports the same
+            # hosts again (which would supersede them).
+            results = _fixup_results(chain, faults, options.timeout)
             if i < options.warmup:
                 continue
+            if results:
+                outcomes.update(r.outcome for r in results)
+                if all(r.outcome == 'success' for r in results):
+                    fixups.append(
+                        (max(r.finished for r in results) - detected_at)
+                        * 1000.0)
             ids = {f.monitor_event_id for f in faults}
             got = [a for a in alarms if a.trait('monitor_event_id') in ids]
             for alarm in got:
@@ -136,6 +155,9 @@ def run_host_failures(scenario: str, settings: demo.ChainSettings,
     summary = harness.latency_summary(latencies)
     extra = {'hosts': len(hosts), 'vms_per_host': settings.vms,
              'tenants': settings.tenants, 'alarms_per_trial': per_trial}
+    if settings.nova:
+        extra['nova_fixup_ms'] = harness.latency_summary(fixups)
+        extra['nova_fixup_outcomes'] = dict(outcomes)
     if baseline:
         log(f'{scenario}: measuring the bare bus hop baseline ...')
         extra['baseline_bus_hop_ms'] = measure_bus_hop(
@@ -153,12 +175,32 @@ def run_host_failures(scenario: str, settings: demo.ChainSettings,
         env=harness.environment(options.transport_url), extra=extra)
 
 
+def _fixup_results(chain: demo.Chain,
+                   faults: typing.Sequence[monitor_base.FaultReport],
+                   timeout: float) -> list[fixup.ControllerResult]:
+    """The controller's results for ``faults`` (none without Nova)."""
+    if chain.controller is None:
+        return []
+    results = []
+    for fault in faults:
+        try:
+            results.append(chain.controller.wait(fault.monitor_event_id,
+                                                 timeout))
+        except TimeoutError:
+            results.append(fixup.ControllerResult(
+                host=fault.hostname, monitor_event_id=fault.monitor_event_id,
+                event_id='', action='force_down', outcome='timeout'))
+    return results
+
+
 def _bench_settings(options: BenchOptions, **kwargs: typing.Any
                     ) -> demo.ChainSettings:
     return demo.ChainSettings(
         transport_url=options.transport_url, repeat_actions=True,
-        consumer_process=True, report_repeats=True,
-        event_topic=f'alarm.bench-{uuid.uuid4()}', **kwargs)
+        consumer_process=True, report_repeats=True, nova=True,
+        nova_process=True, listener_process=True,
+        event_topic=f'alarm.bench-{uuid.uuid4()}',
+        **kwargs)
 
 
 def run_b1(options: BenchOptions,
@@ -197,4 +239,5 @@ SCENARIOS: dict[str, typing.Callable[..., harness.ScenarioResult]] = {
     'B1': run_b1,
     'B3': run_b3,
     'B4': run_b4,
+    'B7': memory.run_b7,
 }

@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
+import os
 import random
 import threading
 import time
@@ -108,6 +109,10 @@ class ControllerResult:
             message_id=str(uuid.uuid5(_RESULT_NAMESPACE, self.event_id)))
 
 
+#: The niceness of fix-up threads at ``fixup_cpu_priority = low``.
+LOW_PRIORITY_NICE = 10
+
+
 class _Stopped(Exception):
     """The job was superseded or the controller is closing."""
 
@@ -139,6 +144,24 @@ class _Job:
             raise _Stopped(self.stop_reason)
 
 
+def lower_thread_priority(priority: str) -> None:
+    """Give the calling thread ``priority`` (``[nova] fixup_cpu_priority``).
+
+    Linux schedules threads on their own: ``setpriority`` and
+    ``sched_setscheduler`` on a thread id change only that thread.
+    Elsewhere, or when refused, the thread keeps its priority.
+    """
+    tid = threading.get_native_id()
+    try:
+        if priority == 'low':
+            os.setpriority(os.PRIO_PROCESS, tid, LOW_PRIORITY_NICE)
+        elif priority == 'idle':
+            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError) as exc:
+        LOG.debug('Cannot lower the CPU priority of a Nova fix-up thread: '
+                  '%s', exc)
+
+
 class NovaController:
     """Force a failed host's compute service down and its VMs to error.
 
@@ -167,10 +190,13 @@ class NovaController:
         width = conf.nova.max_parallel_resets
         # Separate pools: a job waits for its resets, so sharing one pool
         # could fill it with waiting jobs and leave no thread for a reset.
+        nice = (lower_thread_priority, (conf.nova.fixup_cpu_priority,))
         self._jobs = concurrent.futures.ThreadPoolExecutor(
-            max_workers=width, thread_name_prefix='nova-fixup')
+            max_workers=width, thread_name_prefix='nova-fixup',
+            initializer=nice[0], initargs=nice[1])
         self._resets = concurrent.futures.ThreadPoolExecutor(
-            max_workers=width, thread_name_prefix='nova-reset')
+            max_workers=width, thread_name_prefix='nova-reset',
+            initializer=nice[0], initargs=nice[1])
         self._lock = threading.Condition()
         self._active: dict[str, _Job] = {}
         self._host_locks: dict[str, threading.Lock] = {}

@@ -68,6 +68,19 @@ OPTS = [
                       'down, setting its instances to error), including '
                       'waiting for an unavailable Nova to come back. After '
                       'that the fix-up is reported as failed.'),
+    cfg.StrOpt('fixup_cpu_priority',
+               default='low',
+               choices=[('normal', 'like the rest of the inspector'),
+                        ('low', 'nice 10 (Linux, per thread)'),
+                        ('idle', 'SCHED_IDLE (Linux): only CPU nothing '
+                                 'else wants; on a saturated host the '
+                                 'fix-up may wait until fixup_deadline')],
+               help='CPU priority of the threads that fix Nova up. Hundreds '
+                    'of instance resets are a burst of CPU in the inspector '
+                    'right after a fault; below normal, the CPU goes first '
+                    'to notifying tenants (the inspector\'s next faults, '
+                    'and the listener and broker when they share the '
+                    'host).'),
 ]
 
 _T = typing.TypeVar('_T')

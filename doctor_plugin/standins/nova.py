@@ -1135,11 +1135,14 @@ class NovaStandInProcess:
     ``servers``, and is then only reached over HTTP.
 
     :param servers: ``(id, project_id, host, name)`` of every server
+    :param idle: run it on the CPU nothing else wants (see
+        :class:`doctor_plugin.childproc.ChildServer`)
     """
 
     def __init__(self, servers: typing.Iterable[tuple[str, str, str, str]],
-                 max_version: str = '2.96') -> None:
+                 max_version: str = '2.96', idle: bool = False) -> None:
         self._servers = [list(server) for server in servers]
+        self._idle = idle
         self._max_version = max_version
         self._dir: tempfile.TemporaryDirectory | None = None
         self._child: childproc.ChildServer | None = None
@@ -1154,7 +1157,7 @@ class NovaStandInProcess:
         self._child = childproc.ChildServer(
             'doctor_plugin.standins.nova',
             ['--servers-file', path, '--max-version', self._max_version],
-            what='the Nova stand-in process')
+            what='the Nova stand-in process', idle=self._idle)
         try:
             ready = self._child.start()
         except BaseException:
