@@ -14,6 +14,7 @@ import sys
 from doctor_plugin.alarms import definitions
 from doctor_plugin.bench import harness
 from doctor_plugin.bench import scenarios
+from doctor_plugin.controller import nova
 from doctor_plugin import demo
 from doctor_plugin import exceptions
 from doctor_plugin.inspector import topology as topology_mod
@@ -139,6 +140,17 @@ def cmd_list_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_nova(conf) -> str:
+    """Load the [nova] credentials and ask Nova for its versions."""
+    client = nova.NovaClient(conf)
+    try:
+        major, minor = client.max_microversion()
+    finally:
+        client.close()
+    return (f'nova: reachable, compute API up to microversion '
+            f'{major}.{minor}')
+
+
 def cmd_validate_config(args: argparse.Namespace) -> int:
     conf = service.prepare_service(args.oslo_args,
                                    f'{PROG} validate-config')
@@ -163,7 +175,11 @@ def cmd_validate_config(args: argparse.Namespace) -> int:
                     plugins.load_notifier(conf, url).close()
             checks.append(f'alarm definitions {path}: {len(alarms)} '
                           f'alarm(s)')
-        if conf.inspector.topology_file:
+        if 'nova' in (conf.inspector.topology_source,
+                      conf.inspector.controller):
+            checks.append(_check_nova(conf))
+        if (conf.inspector.topology_source == 'file'
+                and conf.inspector.topology_file):
             topo = topology_mod.HostTopology.from_file(
                 conf.inspector.topology_file)
             checks.append(f'topology {conf.inspector.topology_file}: '

@@ -9,6 +9,7 @@ import yaml
 
 from doctor_plugin.cmd import cli
 from doctor_plugin import messaging
+from doctor_plugin.standins import nova as nova_standin
 from doctor_plugin.tests import base
 
 ETC = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'etc',
@@ -26,7 +27,7 @@ class TestCLI(base.TestCase):
                 rc = exc.code
         return rc, out.getvalue(), err.getvalue()
 
-    def write_conf(self, alarms=None):
+    def write_conf(self, alarms=None, extra=''):
         tmp = self.useFixture(fixtures.TempDir()).path
         alarms_path = os.path.join(ETC, 'alarms.yaml')
         if alarms is not None:
@@ -41,8 +42,35 @@ class TestCLI(base.TestCase):
                     f'[inspector]\n'
                     f'topology_file = {ETC}/topology.yaml\n'
                     f'[listener]\n'
-                    f'alarm_definitions_file = {alarms_path}\n')
+                    f'alarm_definitions_file = {alarms_path}\n'
+                    + extra)
         return conf
+
+    def nova_conf(self, endpoint):
+        return self.write_conf(extra=(
+            f'[inspector]\ncontroller = nova\ntopology_source = nova\n'
+            f'[nova]\nauth_type = none\nendpoint_override = {endpoint}\n'
+            f'request_timeout = 1\nretries = 0\n'))
+
+    def test_validate_asks_nova_for_its_versions(self):
+        nova = nova_standin.NovaStandIn(max_version='2.60').start()
+        self.addCleanup(nova.stop)
+        rc, out, err = self.run_cli('validate-config', '--config-file',
+                                    self.nova_conf(nova.compute_url))
+        self.assertEqual(0, rc, out + err)
+        self.assertIn('nova: reachable, compute API up to microversion '
+                      '2.60', out)
+        # With the topology from Nova, the static file is not read.
+        self.assertNotIn('topology', out)
+
+    def test_validate_reports_an_unreachable_nova(self):
+        nova = nova_standin.NovaStandIn().start()
+        nova.stop()
+        rc, out, err = self.run_cli('validate-config', '--config-file',
+                                    self.nova_conf(nova.compute_url))
+        self.assertEqual(2, rc, out + err)
+        self.assertIn('Nova', err)
+        self.assertNotIn('configuration is valid', out)
 
     def test_demo_on_the_fake_bus(self):
         self.addCleanup(messaging.cleanup)
