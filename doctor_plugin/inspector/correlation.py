@@ -4,13 +4,16 @@ Several monitors (and Nova itself, once the controller forces a service
 down) report the same fault. A tenant must hear of it once. And a host
 whose link flaps must not toggle every tenant between active and standby:
 while a host flaps, its recovery is held back until it has been stable
-for a while.
+for a while. And a report observed before the host's current state was
+(Nova's echo of a forced-down service, delivered after the monitor already
+reported the host up again) is stale: it must not undo the newer state.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import datetime
 import threading
 import time
 import typing
@@ -50,6 +53,15 @@ class _HostState:
         default_factory=collections.deque)
     held: typing.Any = None
     timer: threading.Timer | None = None
+    #: When the report of the current state was observed (its ``time``).
+    observed: datetime.datetime | None = None
+
+
+def _aware(when: datetime.datetime) -> datetime.datetime:
+    """``when`` with a time zone (naive times are UTC, as OpenStack's)."""
+    if when.tzinfo is None:
+        return when.replace(tzinfo=datetime.timezone.utc)
+    return when
 
 
 class HostStateTracker:
@@ -79,17 +91,29 @@ class HostStateTracker:
             entry = self._hosts.get(host)
             return entry.state if entry else None
 
-    def admit(self, host: str, state: str, item: typing.Any) -> bool:
+    def admit(self, host: str, state: str, item: typing.Any,
+              observed: datetime.datetime | None = None) -> bool:
         """Whether a report that ``host`` is ``state`` goes out now.
 
-        ``item`` is what to hand to ``release`` if a recovery is held.
+        :param item: what to hand to ``release`` if a recovery is held
+        :param observed: when the report's source saw that state (its
+            ``time`` trait); a change observed before the current state
+            was is stale and dropped
         """
         now = self._clock()
         with self._lock:
             entry = self._hosts.get(host)
             if entry is None:
-                self._hosts[host] = _HostState(state, now)
+                self._hosts[host] = _HostState(state, now, observed=observed)
                 return True
+            if (state != entry.state and observed is not None
+                    and entry.observed is not None
+                    and _aware(observed) < _aware(entry.observed)):
+                LOG.info('Host %s reported %s as of %s, before it was '
+                         'reported %s (as of %s): stale report dropped',
+                         host, state, observed.isoformat(), entry.state,
+                         entry.observed.isoformat())
+                return False
             if entry.held is not None and state == DOWN:
                 # Down again while its recovery was held: the held
                 # recovery is void and tenants already know it is down.
@@ -110,6 +134,7 @@ class HostStateTracker:
                 self._hold(host, entry, item)
                 return False
             entry.state, entry.since = state, now
+            entry.observed = observed
             return True
 
     def discard(self, host: str) -> None:

@@ -12,6 +12,7 @@ Nova fixed up, in the background: consumers are told first.
 from __future__ import annotations
 
 import collections
+import datetime
 import threading
 import typing
 import uuid
@@ -143,7 +144,8 @@ class Inspector:
             self.timeline.mark(fault_id, 'T06')
             state = _HOST_STATES.get(ev.event_type)
             if (correlate and state and ev.trait('host')
-                    and not self.hosts.admit(ev.trait('host'), state, ev)):
+                    and not self.hosts.admit(ev.trait('host'), state, ev,
+                                             _observed(ev))):
                 continue
             fresh.append(ev)
         out: list[event_model.Event] = []
@@ -247,6 +249,12 @@ class Inspector:
 
     def close(self) -> None:
         self.hosts.close()
+
+
+def _observed(ev: event_model.Event) -> datetime.datetime | None:
+    """When the source of ``ev`` saw the state it reports (``time``)."""
+    when = ev.trait('time')
+    return when if isinstance(when, datetime.datetime) else None
 
 
 def _derived_id(host_event: event_model.Event, key: str) -> str:

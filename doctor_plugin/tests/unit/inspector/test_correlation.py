@@ -1,5 +1,6 @@
 """Host state correlation: repeats dropped, flapping damped."""
 
+import datetime
 import threading
 
 from doctor_plugin.inspector import correlation
@@ -52,6 +53,33 @@ class TestHostStateTracker(base.TestCase):
         self.assertTrue(self.tracker.admit('h1', 'up', 'e2'))
         self.assertTrue(self.tracker.admit('h1', 'down', 'e3'))
         self.assertEqual('down', self.tracker.state('h1'))
+
+    def test_change_observed_before_the_current_state_is_stale(self):
+        t = datetime.datetime(2026, 11, 25, 10, 0, 0)
+        second = datetime.timedelta(seconds=1)
+        self.assertTrue(self.tracker.admit('h1', 'down', 'e1', t))
+        self.assertTrue(self.tracker.admit('h1', 'up', 'e2', t + 2 * second))
+        # Seen down at t+1: older than the recovery seen at t+2.
+        self.assertFalse(self.tracker.admit('h1', 'down', 'e3', t + second))
+        self.assertEqual('up', self.tracker.state('h1'))
+        self.assertTrue(self.tracker.admit('h1', 'down', 'e4',
+                                           t + 3 * second))
+        self.assertEqual('down', self.tracker.state('h1'))
+
+    def test_naive_times_are_utc(self):
+        utc = datetime.timezone.utc
+        t = datetime.datetime(2026, 11, 25, 10, 0, 0)
+        self.assertTrue(self.tracker.admit('h1', 'up', 'e1',
+                                           t.replace(tzinfo=utc)))
+        self.assertFalse(self.tracker.admit(
+            'h1', 'down', 'e2', t - datetime.timedelta(seconds=1)))
+        self.assertTrue(self.tracker.admit(
+            'h1', 'down', 'e3', t + datetime.timedelta(seconds=1)))
+
+    def test_reports_without_a_time_are_not_stale(self):
+        t = datetime.datetime(2026, 11, 25, 10, 0, 0)
+        self.assertTrue(self.tracker.admit('h1', 'up', 'e1', t))
+        self.assertTrue(self.tracker.admit('h1', 'down', 'e2'))
 
     def test_flapping_recovery_held_then_released(self):
         # down, up, down, up, down: the fourth change is a recovery of a

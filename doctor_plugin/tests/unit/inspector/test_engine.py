@@ -1,5 +1,6 @@
 """Tests for doctor_plugin.inspector.engine."""
 
+import datetime
 import os
 import socket
 
@@ -411,6 +412,24 @@ class TestHostCorrelation(InspectorTestCase):
         self.assertEqual('compute.host.up', published[0].event_type)
         self.assertEqual({'tenant-a', 'tenant-b'},
                          {e.trait('project_id') for e in published[1:]})
+
+    def test_late_echo_of_the_failure_does_not_undo_the_recovery(self):
+        # Nova's service.update for the forced-down service, observed
+        # before the monitor saw the host up, delivered after it.
+        t = datetime.datetime(2026, 11, 25, 10, 0, 0)
+        second = datetime.timedelta(seconds=1)
+        inspector = self.make_inspector()
+        controller = RecordingController(self.recorder)
+        inspector.controller = controller
+        inspector.process([host_event(monitor_event_id='m1', time=t)])
+        inspector.process([host_event('compute.host.up',
+                                      monitor_event_id='m2',
+                                      time=t + 2 * second)])
+        self.assertEqual([], inspector.process([host_event(
+            monitor_event_id='nova-1', monitor='nova', time=t + second)]))
+        self.assertEqual('up', inspector.hosts.state('compute-1'))
+        self.assertEqual(['compute.host.down', 'compute.host.up'],
+                         [call[0] for call in controller.calls])
 
     def test_failed_publication_is_not_taken_for_a_repeat(self):
         inspector = self.make_inspector(record=False)
