@@ -300,6 +300,9 @@ class Chain:
             for pool in (self.conf.inspector.notification_pool,
                          self.conf.inspector.topology_notification_pool):
                 queues += messaging.listener_queue_names([], pool)
+            # Those the Nova stand-in's notifier declares as it sends.
+            queues += messaging.listener_queue_names(
+                [self.settings.nova_topic])
         messaging.cleanup()
         messaging.delete_queues(self.conf, self.settings.transport_url,
                                 queues)
