@@ -33,6 +33,7 @@ from oslo_log import log as logging
 import requests
 
 from doctor_plugin import exceptions
+from doctor_plugin import httpsession
 
 LOG = logging.getLogger(__name__)
 
@@ -211,7 +212,7 @@ class NovaClient:
                 '"none" with endpoint_override for a Nova without '
                 'Keystone')
         pool = max(10, group.max_parallel_resets + 4)
-        http = requests.Session()
+        http = httpsession.EnvironmentCachingSession()
         for scheme in ('http://', 'https://'):
             http.mount(scheme, ks_session.TCPKeepAliveAdapter(
                 pool_connections=4, pool_maxsize=pool))

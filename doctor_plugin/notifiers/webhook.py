@@ -29,6 +29,7 @@ from urllib3.util import retry as urllib3_retry
 
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
+from doctor_plugin import httpsession
 from doctor_plugin.notifiers import base
 
 LOG = logging.getLogger(__name__)
@@ -109,7 +110,7 @@ class WebhookNotifier(base.NotifierBase):
         if self.parsed_url.scheme == 'https':
             self._configure_tls(opts, overrides.get('ssl-verify'))
 
-        self.session = requests.Session()
+        self.session = httpsession.EnvironmentCachingSession()
         adapter = adapters.HTTPAdapter(
             pool_maxsize=opts.webhook_pool_size,
             max_retries=urllib3_retry.Retry(
@@ -129,14 +130,6 @@ class WebhookNotifier(base.NotifierBase):
                 raise_on_status=False))
         self.session.mount('http://', adapter)
         self.session.mount('https://', adapter)
-        # Read the proxy settings of the environment once, here: with
-        # trust_env requests re-reads os.environ (and ~/.netrc) on every
-        # request, a quarter of a webhook's CPU time under cProfile. The CA
-        # bundle comes from [notifier] webhook_ca_bundle, not from
-        # REQUESTS_CA_BUNDLE.
-        self.session.trust_env = False
-        self.session.proxies.update(
-            requests.utils.get_environ_proxies(self.target_url))
 
     @property
     def safe_url(self) -> str:

@@ -1,0 +1,59 @@
+"""The session that reads the environment once per host."""
+
+import fixtures
+
+from doctor_plugin import httpsession
+from doctor_plugin.tests import base
+
+
+class TestEnvironmentCachingSession(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        for name in ('http_proxy', 'HTTP_PROXY', 'no_proxy', 'NO_PROXY',
+                     'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE'):
+            self.useFixture(fixtures.EnvironmentVariable(name))
+        self.useFixture(fixtures.EnvironmentVariable(
+            'http_proxy', 'http://proxy.example:3128'))
+        self.useFixture(fixtures.EnvironmentVariable(
+            'no_proxy', 'direct.example'))
+        self.session = httpsession.EnvironmentCachingSession()
+        self.addCleanup(self.session.close)
+
+    def settings(self, url, **kwargs):
+        args = dict(proxies={}, stream=None, verify=None, cert=None)
+        args.update(kwargs)
+        return self.session.merge_environment_settings(url, **args)
+
+    def test_same_settings_as_requests(self):
+        got = self.settings('http://nova.example:8774/v2.1/servers')
+        self.assertEqual('http://proxy.example:3128',
+                         got['proxies'].get('http'))
+        self.assertEqual({}, self.settings(
+            'http://direct.example/x')['proxies'])
+
+    def test_environment_read_once_per_host(self):
+        self.settings('http://nova.example:8774/a')
+        self.useFixture(fixtures.EnvironmentVariable(
+            'http_proxy', 'http://other.example:8080'))
+        # Same host: the first reading holds.
+        self.assertEqual('http://proxy.example:3128', self.settings(
+            'http://nova.example:8774/b')['proxies']['http'])
+        # Another host is read afresh.
+        self.assertEqual('http://other.example:8080', self.settings(
+            'http://keystone.example:5000/v3')['proxies']['http'])
+
+    def test_explicit_settings_are_part_of_the_key(self):
+        self.assertIs(True, self.settings('http://nova.example/',
+                                          verify=True)['verify'])
+        self.assertIs(False, self.settings('http://nova.example/',
+                                           verify=False)['verify'])
+
+    def test_callers_get_copies(self):
+        first = self.settings('http://nova.example/')
+        first['proxies']['http'] = 'http://tampered.example'
+        first['verify'] = 'x'
+        second = self.settings('http://nova.example/')
+        self.assertEqual('http://proxy.example:3128',
+                         second['proxies']['http'])
+        self.assertNotEqual('x', second['verify'])
