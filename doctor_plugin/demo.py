@@ -35,6 +35,7 @@ from doctor_plugin.monitors import tcp
 from doctor_plugin import opts
 from doctor_plugin import pipeline as pipeline_mod
 from doctor_plugin import profiler
+from doctor_plugin import service
 from doctor_plugin.standins import nova as nova_standin
 
 DEMO_HOST = 'compute-0'
@@ -194,6 +195,7 @@ def listener_main(settings_json: str, consumer_url: str) -> None:
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     listener.start()
+    service.freeze_startup_heap()
     sys.stdout.write(json.dumps({'ready': True}) + '\n')
     sys.stdout.flush()
     try:
@@ -282,6 +284,7 @@ class Chain:
         self.conf.set_override('inspector_url',
                                f'{self.inspector.url}/events',
                                group='monitor')
+        service.freeze_startup_heap()
         return self
 
     @property
