@@ -22,6 +22,7 @@ from doctor_plugin import opts
 from doctor_plugin import pipeline as pipeline_mod
 from doctor_plugin.standins import nova as nova_standin
 from doctor_plugin.tests import base
+from doctor_plugin.tests import notifications
 
 #: Bound on every HTTP call and wait of these tests, in seconds.
 TIMEOUT = 10
@@ -46,34 +47,6 @@ def doctor_report(host, status, monitor_event_id):
              'details': {'hostname': host, 'status': status,
                          'monitor': 'test-monitor',
                          'monitor_event_id': monitor_event_id}}]
-
-
-class Collector:
-    """A notification endpoint keeping what the pipeline published."""
-
-    def __init__(self):
-        self.notifications = []
-        self._cond = threading.Condition()
-
-    def info(self, ctxt, publisher_id, event_type, payload, metadata):
-        with self._cond:
-            self.notifications.append((event_type, payload))
-            self._cond.notify_all()
-
-    def of(self, event_type):
-        with self._cond:
-            return [payload for kind, payload in self.notifications
-                    if kind == event_type]
-
-    def wait_until(self, predicate, timeout=TIMEOUT):
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not predicate():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-            return True
 
 
 class ServiceTestCase(base.TestCase):
@@ -114,7 +87,7 @@ class ServiceTestCase(base.TestCase):
 
     def listen(self):
         """What the pipeline publishes, one notification per event."""
-        collector = Collector()
+        collector = notifications.NotificationRecorder()
         listener = messaging.get_listener(
             messaging.get_transport(self.conf), [self.notification_topic],
             [collector])
@@ -192,7 +165,7 @@ class TestWithNova(ServiceTestCase):
                     if 'project_id' in p]
 
         self.assertTrue(collector.wait_until(
-            lambda: len(tenant_events()) >= 2), collector.notifications)
+            lambda: len(tenant_events()) >= 2), collector.received)
         by_tenant = {p['project_id']: p for p in tenant_events()}
         self.assertEqual(['tenant-a', 'tenant-b'], sorted(by_tenant))
         self.assertEqual(['vm-1', 'vm-3'], sorted(
@@ -229,7 +202,7 @@ class TestWithNova(ServiceTestCase):
         self.assertEqual(('compute-1', 'success', 'fault-1'),
                          (published['host'], published['outcome'],
                           published['monitor_event_id']))
-        kinds = [kind for kind, _ in collector.notifications]
+        kinds = [n['event_type'] for n in collector.received]
         self.assertLess(kinds.index('compute.host.down'),
                         kinds.index('doctor.controller.result'))
 

@@ -8,7 +8,6 @@ tests that only need what was sent, in which order, spy on the transport.
 """
 
 import datetime
-import threading
 import time
 
 import fixtures
@@ -22,6 +21,7 @@ from doctor_plugin.notifiers import base as notifier_base
 from doctor_plugin.notifiers import messaging as messaging_notifier
 from doctor_plugin import plugins
 from doctor_plugin.tests import base
+from doctor_plugin.tests import notifications
 
 WAIT = 2.0
 GENERATED = datetime.datetime(2024, 5, 1, 12, 0, 0, 250000)
@@ -45,39 +45,6 @@ def make_events():
     return [down, other]
 
 
-class Recorder:
-    """A notification endpoint that keeps what it receives."""
-
-    def __init__(self):
-        self.received = []
-        self._cond = threading.Condition()
-
-    def _record(self, priority, publisher_id, event_type, payload,
-                metadata):
-        with self._cond:
-            self.received.append({
-                'priority': priority, 'publisher_id': publisher_id,
-                'event_type': event_type, 'payload': payload,
-                'metadata': metadata})
-            self._cond.notify_all()
-
-    def sample(self, ctxt, publisher_id, event_type, payload, metadata):
-        self._record('sample', publisher_id, event_type, payload, metadata)
-
-    def info(self, ctxt, publisher_id, event_type, payload, metadata):
-        self._record('info', publisher_id, event_type, payload, metadata)
-
-    def wait_for(self, count, timeout=WAIT):
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(self.received) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
-            return list(self.received)
-
-
 class AodhEventAlarmEndpoint:
     """What Aodh's event alarm listener does with a batch: read payloads."""
 
@@ -99,7 +66,7 @@ class MessagingTestCase(base.TestCase):
         self.conf.register_opts(messaging_notifier.OPTS, group='notifier')
 
     def listen(self, topics, endpoint=None, **kwargs):
-        endpoint = endpoint or Recorder()
+        endpoint = endpoint or notifications.NotificationRecorder()
         listener = messaging.get_listener(messaging.get_transport(self.conf),
                                           topics, [endpoint], **kwargs)
         listener.start()

@@ -16,6 +16,7 @@ import requests
 from doctor_plugin import messaging
 from doctor_plugin.standins import nova
 from doctor_plugin.tests import base
+from doctor_plugin.tests import notifications
 from doctor_plugin.transformers import nova_service
 
 TIMEOUT = 5
@@ -576,46 +577,13 @@ class TestFaultInjection(NovaTestCase):
         self.assertRaises(ValueError, self.nova.go_down, 'explode')
 
 
-class Recorder:
-    """A notification endpoint that keeps what it receives."""
-
-    def __init__(self):
-        self.received = []
-        self._cond = threading.Condition()
-
-    def _record(self, priority, publisher_id, event_type, payload,
-                metadata):
-        with self._cond:
-            self.received.append({
-                'priority': priority, 'publisher_id': publisher_id,
-                'event_type': event_type, 'payload': payload,
-                'metadata': metadata})
-            self._cond.notify_all()
-
-    def info(self, ctxt, publisher_id, event_type, payload, metadata):
-        self._record('info', publisher_id, event_type, payload, metadata)
-
-    def error(self, ctxt, publisher_id, event_type, payload, metadata):
-        self._record('error', publisher_id, event_type, payload, metadata)
-
-    def wait_for(self, count, timeout=WAIT):
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while len(self.received) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._cond.wait(left)
-            return list(self.received)
-
-
 class TestNotifications(NovaTestCase):
 
     def setUp(self):
         super().setUp()
         self.addCleanup(messaging.cleanup)
         self.topic = f'versioned_notifications_{uuid.uuid4().hex}'
-        self.recorder = Recorder()
+        self.recorder = notifications.NotificationRecorder()
         listener = messaging.get_listener(
             messaging.get_transport(self.conf, messaging.FAKE_TRANSPORT_URL),
             [self.topic], [self.recorder])

@@ -1,0 +1,58 @@
+"""A notification endpoint for tests that listen on the bus."""
+
+import threading
+import time
+
+
+class NotificationRecorder:
+    """Keeps every notification it receives, of any priority.
+
+    Each is a dict with ``priority``, ``publisher_id``, ``event_type``,
+    ``payload`` and ``metadata``.
+    """
+
+    def __init__(self):
+        self.received = []
+        self._cond = threading.Condition()
+
+    def _record(self, priority, publisher_id, event_type, payload,
+                metadata):
+        with self._cond:
+            self.received.append({
+                'priority': priority, 'publisher_id': publisher_id,
+                'event_type': event_type, 'payload': payload,
+                'metadata': metadata})
+            self._cond.notify_all()
+
+    def __getattr__(self, priority):
+        if priority not in ('audit', 'debug', 'info', 'warn', 'error',
+                            'critical', 'sample'):
+            raise AttributeError(priority)
+
+        def endpoint(ctxt, publisher_id, event_type, payload, metadata):
+            self._record(priority, publisher_id, event_type, payload,
+                         metadata)
+        return endpoint
+
+    def of(self, event_type):
+        """The payloads of the notifications of ``event_type`` so far."""
+        with self._cond:
+            return [n['payload'] for n in self.received
+                    if n['event_type'] == event_type]
+
+    def wait_until(self, predicate, timeout=5.0):
+        """Whether ``predicate()`` came true within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not predicate():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
+
+    def wait_for(self, count, timeout=5.0):
+        """What arrived once there are ``count``, or at ``timeout``."""
+        self.wait_until(lambda: len(self.received) >= count, timeout)
+        with self._cond:
+            return list(self.received)
