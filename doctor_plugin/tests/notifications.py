@@ -56,3 +56,21 @@ class NotificationRecorder:
         self.wait_until(lambda: len(self.received) >= count, timeout)
         with self._cond:
             return list(self.received)
+
+
+class BatchRecorder:
+    """A notifier plugin stand-in that keeps the batches it is given.
+
+    For tests of what reaches the pipeline's notifiers, where the notifier
+    itself is not what is tested.
+    """
+
+    def __init__(self):
+        self.batches = []
+        self.closed = False
+
+    def notify(self, events, alarm=None):
+        self.batches.append(list(events))
+
+    def close(self):
+        self.closed = True

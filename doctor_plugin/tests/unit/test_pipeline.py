@@ -12,6 +12,7 @@ from doctor_plugin import exceptions
 from doctor_plugin.notifiers import webhook
 from doctor_plugin import pipeline
 from doctor_plugin.tests import base
+from doctor_plugin.tests import notifications
 
 
 def closed_port():
@@ -228,20 +229,6 @@ class TestPipelineDefinition(base.TestCase):
                          str(exc))
 
 
-class Recorder:
-    """A notifier that keeps the batches it is given."""
-
-    def __init__(self):
-        self.batches = []
-        self.closed = False
-
-    def notify(self, events, alarm=None):
-        self.batches.append(list(events))
-
-    def close(self):
-        self.closed = True
-
-
 class TestPipeline(base.TestCase):
 
     def make(self, data):
@@ -350,7 +337,7 @@ class TestPipeline(base.TestCase):
                          'sinks': ['k']}],
             'sinks': [{'name': 'k',
                        'notifiers': [dead_url, good_url, 'log://']}]})
-        pipe.notifiers['log://'] = recorder = Recorder()
+        pipe.notifiers['log://'] = recorder = notifications.BatchRecorder()
         ev = host_event()
 
         failures = pipe.publish([ev])
@@ -368,7 +355,7 @@ class TestPipeline(base.TestCase):
     def test_single_target_failure_is_returned(self):
         pipe = self.make(document())
 
-        class Broken(Recorder):
+        class Broken(notifications.BatchRecorder):
             def notify(self, events, alarm=None):
                 raise exceptions.DeliveryError('broker gone')
 
@@ -380,7 +367,7 @@ class TestPipeline(base.TestCase):
     def test_close_closes_notifiers(self):
         pipe = pipeline.Pipeline(
             self.conf, pipeline.PipelineDefinition.from_dict(document()))
-        pipe.notifiers['log://'] = recorder = Recorder()
+        pipe.notifiers['log://'] = recorder = notifications.BatchRecorder()
         pipe.close()
         self.assertTrue(recorder.closed)
 

@@ -15,6 +15,7 @@ from doctor_plugin.notifiers import webhook
 from doctor_plugin import pipeline
 from doctor_plugin import plugins
 from doctor_plugin.tests import base
+from doctor_plugin.tests import notifications
 from doctor_plugin.transformers import doctor
 
 
@@ -37,19 +38,6 @@ def doctor_body(host='compute-1', event_id='monitor_sample_event1'):
     }]
 
 
-class Recorder:
-    """A notifier that keeps the batches it is given."""
-
-    def __init__(self):
-        self.batches = []
-
-    def notify(self, events, alarm=None):
-        self.batches.append(list(events))
-
-    def close(self):
-        pass
-
-
 class APITestCase(base.TestCase):
 
     def setUp(self):
@@ -64,7 +52,7 @@ class APITestCase(base.TestCase):
             topology.Instance('vm-1', 'tenant-a', 'compute-1'),
             topology.Instance('vm-2', 'tenant-b', 'compute-1'),
         ])
-        self.recorder = Recorder()
+        self.recorder = notifications.BatchRecorder()
 
     def make_app(self, urls=('log://',)):
         pipe = pipeline.Pipeline(

@@ -15,6 +15,7 @@ from doctor_plugin.inspector import topology
 from doctor_plugin.notifiers import webhook
 from doctor_plugin import pipeline
 from doctor_plugin.tests import base
+from doctor_plugin.tests import notifications
 
 Instance = topology.Instance
 TEXT = event_model.TraitType.TEXT
@@ -41,19 +42,6 @@ def make_pipeline(conf, urls=('log://',)):
     return pipeline.Pipeline(conf, pipeline.PipelineDefinition.from_dict({
         'sources': [{'name': 'all', 'events': ['*'], 'sinks': ['out']}],
         'sinks': [{'name': 'out', 'notifiers': list(urls)}]}))
-
-
-class Recorder:
-    """A notifier that keeps the batches it is given."""
-
-    def __init__(self):
-        self.batches = []
-
-    def notify(self, events, alarm=None):
-        self.batches.append(list(events))
-
-    def close(self):
-        pass
 
 
 class TestRecentIds(base.TestCase):
@@ -101,7 +89,7 @@ class InspectorTestCase(base.TestCase):
     def make_inspector(self, urls=('log://',), record=True):
         pipe = make_pipeline(self.conf, urls)
         self.addCleanup(pipe.close)
-        self.recorder = Recorder()
+        self.recorder = notifications.BatchRecorder()
         if record:
             pipe.notifiers['log://'] = self.recorder
         return engine.Inspector(self.conf, pipe, self.topology,
