@@ -269,6 +269,10 @@ class Chain:
             topology=None if settings.nova else tenant_topology(settings),
             timeline=self.timeline)
         if settings.listener_process:
+            if settings.transport_url.startswith('fake'):
+                raise ValueError(
+                    'listener_process needs a real broker: the fake:// bus '
+                    'lives inside one process')
             self.listener = ListenerProcess(settings, self.consumer.url)
         else:
             self.listener = make_listener(settings, self.conf,

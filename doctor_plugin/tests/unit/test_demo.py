@@ -31,3 +31,12 @@ class TestPlacement(base.TestCase):
         self.assertEqual(100, len(spans))
         self.assertEqual({4}, {len(h) for h in spans.values()})
         self.assertEqual('rack-000', demo.host_names(settings)[0])
+
+
+class TestChainSettings(base.TestCase):
+
+    def test_listener_process_needs_a_real_broker(self):
+        settings = demo.ChainSettings(listener_process=True)
+        exc = self.assertRaises(ValueError, demo.Chain, settings,
+                                self.timeline)
+        self.assertIn('fake://', str(exc))

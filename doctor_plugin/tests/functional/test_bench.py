@@ -1,0 +1,29 @@
+"""The benchmark's host-failure scenarios, run short, over RabbitMQ.
+
+The same code path as ``doctor-plugin bench``: the consumer, the alarm
+listener and the Nova stand-in each in a process of its own.
+"""
+
+from doctor_plugin.bench import scenarios
+from doctor_plugin.tests.functional import base
+
+
+class TestHostFailureScenarios(base.FunctionalTestCase):
+
+    def test_b1_short_run_counts_every_alarm_and_fix_up(self):
+        log = []
+        options = scenarios.BenchOptions(transport_url=base.TRANSPORT_URL,
+                                         trials=5, warmup=1, timeout=10.0)
+        result = scenarios.run_host_failures(
+            'B1-short', scenarios._bench_settings(
+                options, vms=20, tenants=4, host='bench-test'),
+            5, 1000.0, options, log.append)
+        self.assertEqual([], log)
+        self.assertEqual(20, result.sent)
+        self.assertEqual(0, result.lost)
+        self.assertEqual(0, result.duplicates)
+        self.assertEqual({'success': 5},
+                         result.extra['nova_fixup_outcomes'])
+        fixup = result.extra['nova_fixup_ms']
+        self.assertGreater(fixup['p50'], 0)
+        self.assertTrue(result.met)
