@@ -109,6 +109,9 @@ class ControllerResult:
             message_id=str(uuid.uuid5(_RESULT_NAMESPACE, self.event_id)))
 
 
+#: The longest a Nova call waits for the notification work to pause.
+MAX_YIELD = 0.5
+
 #: The niceness of fix-up threads at ``fixup_cpu_priority = low``.
 LOW_PRIORITY_NICE = 10
 
@@ -204,6 +207,17 @@ class NovaController:
         self._results: collections.OrderedDict[str, ControllerResult] = (
             collections.OrderedDict())
         self._closed = False
+        self._wait_idle: typing.Callable[[float], object] | None = None
+
+    def yield_to(self, wait_idle: typing.Callable[[float], object]) -> None:
+        """Hold each Nova call back while ``wait_idle`` says work runs.
+
+        :param wait_idle: waits (at most the seconds it is given) until
+            the notification work of the process is idle, e.g.
+            :meth:`doctor_plugin.inspector.engine.Activity.wait_idle`; a
+            call is held back :data:`MAX_YIELD` seconds at most
+        """
+        self._wait_idle = wait_idle
 
     # -- the Controller protocol -------------------------------------------
 
@@ -396,6 +410,9 @@ class NovaController:
         attempt = 0
         while True:
             job.check()
+            if self._wait_idle is not None:
+                self._wait_idle(MAX_YIELD)
+                job.check()
             try:
                 return call()
             except exceptions.NovaAuthError:

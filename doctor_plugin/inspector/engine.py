@@ -91,6 +91,36 @@ class RecentIds:
                 self._ids.popitem(last=False)
 
 
+class Activity:
+    """Counts the notification work in progress, for others to yield to.
+
+    The inspector's own background work (the Nova fix-up) waits for a lull
+    before each of its calls, so that a fault arriving while an earlier
+    one is being fixed up is published without sharing the interpreter
+    with hundreds of instance resets.
+    """
+
+    def __init__(self) -> None:
+        self._busy = 0
+        self._cond = threading.Condition()
+
+    def __enter__(self) -> Activity:
+        with self._cond:
+            self._busy += 1
+        return self
+
+    def __exit__(self, *exc_info: typing.Any) -> None:
+        with self._cond:
+            self._busy -= 1
+            if not self._busy:
+                self._cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no notification work runs; False after ``timeout``."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._busy, timeout)
+
+
 class Inspector:
     """Correlate, fan out and publish events; then start the fix-up.
 
@@ -120,6 +150,8 @@ class Inspector:
         self.controller = controller
         self.hosts = correlation.HostStateTracker(conf, self._release_held)
         self._recent = RecentIds(conf.inspector.dedup_cache_size)
+        #: Held while events are correlated, fanned out and published.
+        self.activity = Activity()
 
     def process(self, events: typing.Sequence[event_model.Event]
                 ) -> list[event_model.Event]:
@@ -129,7 +161,8 @@ class Inspector:
         :raises DeliveryError: if a notifier of the pipeline failed; the
             events are then not remembered, so a retried report goes out
         """
-        return self._process(events, correlate=True)
+        with self.activity:
+            return self._process(events, correlate=True)
 
     def _process(self, events: typing.Sequence[event_model.Event],
                  correlate: bool) -> list[event_model.Event]:
@@ -182,7 +215,8 @@ class Inspector:
     def _release_held(self, ev: event_model.Event) -> None:
         """Publish a recovery the correlation held back while flapping."""
         try:
-            self._process([ev], correlate=False)
+            with self.activity:
+                self._process([ev], correlate=False)
         except exceptions.DeliveryError as exc:
             LOG.error('Could not publish the held recovery of host %s: %s',
                       ev.trait('host'), exc)

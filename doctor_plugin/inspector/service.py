@@ -92,6 +92,8 @@ class InspectorService:
                 timeline=timeline)
         self.engine = engine.Inspector(conf, self.pipeline, topology,
                                        timeline, self.controller)
+        if self.controller is not None:
+            self.controller.yield_to(self.engine.activity.wait_idle)
         api_transformer = plugins.load_driver(
             plugins.TRANSFORMERS_NAMESPACE, conf.inspector.api_transformer,
             conf)

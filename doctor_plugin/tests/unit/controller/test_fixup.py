@@ -7,6 +7,7 @@ import uuid
 from doctor_plugin.controller import fixup
 from doctor_plugin.controller import nova
 from doctor_plugin import event as event_model
+from doctor_plugin.inspector import engine
 from doctor_plugin.inspector import topology
 from doctor_plugin.tests import base
 from doctor_plugin.tests.unit.controller import test_nova
@@ -311,3 +312,34 @@ class TestResults(ControllerTestCase):
         future = controller.handle(host_event(fault_id='f'), [])
         self.assertIsInstance(future, concurrent.futures.Future)
         self.assertIs(controller.wait('f', WAIT), future.result(WAIT))
+
+
+class TestYieldToNotification(ControllerTestCase):
+
+    def test_nova_calls_wait_while_notification_work_runs(self):
+        controller = self.make_controller()
+        activity = engine.Activity()
+        controller.yield_to(activity.wait_idle)
+        instances = self.add_instances(3)
+        with activity:
+            controller.handle(host_event(fault_id='fault-y'), instances)
+            time.sleep(0.2)
+            # Not a call went out while the inspector was busy.
+            self.assertEqual([], self.standin.calls_to('PUT', '/v2.1/'))
+            self.assertEqual([], self.resets())
+        result = controller.wait('fault-y', WAIT)
+        self.assertEqual('success', result.outcome)
+        self.assertEqual(3, result.instances_reset)
+
+    def test_a_busy_inspector_delays_but_never_starves_the_fix_up(self):
+        controller = self.make_controller()
+        activity = engine.Activity()
+        controller.yield_to(activity.wait_idle)
+        instances = self.add_instances(2)
+        with activity:
+            started = time.monotonic()
+            controller.handle(host_event(fault_id='fault-s'), instances)
+            result = controller.wait('fault-s', WAIT)
+        self.assertEqual('success', result.outcome)
+        self.assertGreaterEqual(time.monotonic() - started,
+                                fixup.MAX_YIELD)

@@ -3,6 +3,7 @@
 import datetime
 import os
 import socket
+import threading
 
 import fixtures
 
@@ -427,3 +428,31 @@ class TestHostCorrelation(InspectorTestCase):
         inspector.pipeline.notifiers['log://'] = self.recorder
         self.assertEqual(3, len(inspector.process(
             [host_event(monitor_event_id='m1-retry')])))
+
+
+class TestActivity(InspectorTestCase):
+
+    def test_busy_while_publishing_idle_after(self):
+        inspector = self.make_inspector()
+        seen = []
+
+        class Probe(notifications.BatchRecorder):
+            def notify(self, events, alarm=None):
+                seen.append(inspector.activity.wait_idle(0))
+
+        inspector.pipeline.notifiers['log://'] = Probe()
+        inspector.process([host_event(monitor_event_id='m1')])
+        self.assertEqual([False], seen)
+        self.assertTrue(inspector.activity.wait_idle(0))
+
+    def test_wait_idle_returns_when_the_work_ends(self):
+        activity = engine.Activity()
+        done = []
+        with activity:
+            waiter = threading.Thread(
+                target=lambda: done.append(activity.wait_idle(5)))
+            waiter.start()
+            waiter.join(0.1)
+            self.assertTrue(waiter.is_alive())
+        waiter.join(5)
+        self.assertEqual([True], done)
