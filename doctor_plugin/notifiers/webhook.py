@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import time
 import typing
 from urllib import parse as urlparse
@@ -23,13 +24,13 @@ import uuid
 from oslo_config import cfg
 from oslo_log import log as logging
 from oslo_utils import strutils
-import requests
-from requests import adapters
+from requests import utils as requests_utils
+import urllib3
+from urllib3 import exceptions as urllib3_exc
 from urllib3.util import retry as urllib3_retry
 
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
-from doctor_plugin import httpsession
 from doctor_plugin.notifiers import base
 
 LOG = logging.getLogger(__name__)
@@ -85,9 +86,11 @@ _URL_PARAM_PREFIX = 'doctor-'
 _RETRY_STATUSES = frozenset({500, 502, 503, 504})
 _RETRY_BACKOFF = 0.1
 
+_CHARSET = re.compile(r'charset=["\']?([\w.:-]+)', re.IGNORECASE)
+
 
 class WebhookNotifier(base.NotifierBase):
-    """Post Aodh alarm webhook bodies over one pooled HTTP session."""
+    """Post Aodh alarm webhook bodies over one urllib3 connection pool."""
 
     def __init__(self, conf: cfg.ConfigOpts, url: str) -> None:
         super().__init__(conf, url)
@@ -110,26 +113,124 @@ class WebhookNotifier(base.NotifierBase):
         if self.parsed_url.scheme == 'https':
             self._configure_tls(opts, overrides.get('ssl-verify'))
 
-        self.session = httpsession.EnvironmentCachingSession()
-        adapter = adapters.HTTPAdapter(
-            pool_maxsize=opts.webhook_pool_size,
-            max_retries=urllib3_retry.Retry(
-                total=opts.webhook_max_retries,
-                connect=opts.webhook_max_retries,
-                status=opts.webhook_max_retries,
-                # A timed-out or cut response may have been acted on, and
-                # retrying it multiplies the latency of the alarm. False
-                # (not 0) keeps requests' ReadTimeout rather than a
-                # MaxRetryError.
-                read=False,
-                other=0,
-                allowed_methods=None,
-                status_forcelist=_RETRY_STATUSES,
-                backoff_factor=_RETRY_BACKOFF,
-                respect_retry_after_header=False,
-                raise_on_status=False))
-        self.session.mount('http://', adapter)
-        self.session.mount('https://', adapter)
+        self.retries = urllib3_retry.Retry(
+            total=opts.webhook_max_retries,
+            connect=opts.webhook_max_retries,
+            status=opts.webhook_max_retries,
+            # A timed-out or cut response may have been acted on, and
+            # retrying it multiplies the latency of the alarm. False (not
+            # 0) raises the ReadTimeoutError itself, not a MaxRetryError.
+            read=False,
+            other=0,
+            allowed_methods=None,
+            status_forcelist=_RETRY_STATUSES,
+            backoff_factor=_RETRY_BACKOFF,
+            respect_retry_after_header=False,
+            raise_on_status=False)
+        self._timeout = urllib3.Timeout(connect=self.timeout,
+                                        read=self.timeout)
+        #: What the POSTs go through: a PoolManager, or a ProxyManager
+        #: when the environment's proxy settings apply to this URL.
+        self.pool_manager, forwarded = self._make_pool_manager(opts)
+        # The target without userinfo: what a forwarding proxy is asked for.
+        self._absolute_url = self._stable_url()
+        self._request_uri = urllib3.util.parse_url(
+            self._absolute_url).request_uri
+        # Through a forwarding proxy (http:// via an HTTP proxy) the
+        # request line carries the absolute URL and the ProxyManager adds
+        # its headers; otherwise the one pool of the target is used
+        # directly, which spares a URL parse and a pool lookup per POST.
+        self._forwarded = forwarded
+        self._pool: urllib3.HTTPConnectionPool | None = None
+        self._headers = self._base_headers()
+
+    def _make_pool_manager(self, opts: typing.Any
+                           ) -> tuple[urllib3.PoolManager, bool]:
+        # requests' defaults, which this notifier used before: ten pools,
+        # not blocking when all webhook_pool_size connections are busy.
+        pool_kw: dict[str, typing.Any] = {
+            'num_pools': 10, 'maxsize': opts.webhook_pool_size,
+            'block': False}
+        if self.parsed_url.scheme == 'https':
+            pool_kw.update(self._tls_pool_kwargs())
+        # Read once, as requests did per request: HTTP(S)_PROXY, ALL_PROXY
+        # and NO_PROXY; changes need a restart.
+        proxy = requests_utils.select_proxy(
+            self.target_url, requests_utils.get_environ_proxies(
+                self.target_url))
+        if not proxy:
+            return urllib3.PoolManager(**pool_kw), False
+        proxy = requests_utils.prepend_scheme_if_needed(proxy, 'http')
+        parsed_proxy = urllib3.util.parse_url(proxy)
+        # Url.netloc leaves the userinfo out.
+        safe_proxy = f'{parsed_proxy.scheme}://{parsed_proxy.netloc or ""}'
+        if not parsed_proxy.host:
+            raise exceptions.ConfigurationError(
+                'proxy from the environment', safe_proxy,
+                'has no host; fix the *_proxy variable or add this host '
+                'to no_proxy')
+        username, password = requests_utils.get_auth_from_url(proxy)
+        if proxy.lower().startswith('socks'):
+            try:
+                from urllib3.contrib import socks
+            except ImportError:
+                raise exceptions.ConfigurationError(
+                    'proxy from the environment', safe_proxy,
+                    'is a SOCKS proxy, which needs PySocks; install it or '
+                    'add this host to no_proxy') from None
+            return socks.SOCKSProxyManager(
+                proxy, username=username, password=password,
+                **pool_kw), False
+        proxy_headers = {}
+        if username:
+            proxy_headers['Proxy-Authorization'] = urllib3.util.make_headers(
+                proxy_basic_auth=f'{username}:{password}'
+            )['proxy-authorization']
+        manager = urllib3.ProxyManager(proxy, proxy_headers=proxy_headers,
+                                       **pool_kw)
+        return manager, self.parsed_url.scheme == 'http'
+
+    def _tls_pool_kwargs(self) -> dict[str, typing.Any]:
+        kwargs: dict[str, typing.Any] = {}
+        if self.verify is False:
+            kwargs['cert_reqs'] = 'CERT_NONE'
+        else:
+            kwargs['cert_reqs'] = 'CERT_REQUIRED'
+            location = self.verify
+            if location is True:
+                # As requests did: its environment variables, else the
+                # certifi bundle it ships with.
+                location = (os.environ.get('REQUESTS_CA_BUNDLE')
+                            or os.environ.get('CURL_CA_BUNDLE')
+                            or requests_utils.DEFAULT_CA_BUNDLE_PATH)
+            kwargs['ca_cert_dir' if os.path.isdir(location)
+                   else 'ca_certs'] = location
+        if isinstance(self.cert, tuple):
+            kwargs['cert_file'], kwargs['key_file'] = self.cert
+        elif self.cert:
+            kwargs['cert_file'] = self.cert
+        return kwargs
+
+    def _base_headers(self) -> dict[str, str]:
+        # The headers requests sent, so consumers see no change.
+        headers = {
+            'User-Agent': requests_utils.default_user_agent(),
+            'Accept-Encoding': urllib3.util.make_headers(
+                accept_encoding=True)['accept-encoding'],
+            'Accept': '*/*',
+            'Connection': 'keep-alive',
+            'Content-Type': 'application/json',
+        }
+        # As requests: an entry in ~/.netrc wins over the URL's userinfo.
+        auth = requests_utils.get_netrc_auth(self.target_url)
+        if not auth and (self.parsed_url.username
+                         or self.parsed_url.password):
+            auth = (urlparse.unquote(self.parsed_url.username or ''),
+                    urlparse.unquote(self.parsed_url.password or ''))
+        if auth:
+            headers['Authorization'] = urllib3.util.make_headers(
+                basic_auth=f'{auth[0]}:{auth[1]}')['authorization']
+        return headers
 
     @property
     def safe_url(self) -> str:
@@ -244,39 +345,50 @@ class WebhookNotifier(base.NotifierBase):
 
     def _post(self, alarm: base.AlarmNotification, event_id: str) -> None:
         request_id = f'req-{uuid.uuid4()}'
-        headers = {
-            'Content-Type': 'application/json',
-            'x-openstack-request-id': request_id,
-            'X-Doctor-Event-Id': event_id,
-        }
-        body = json.dumps(alarm.as_body(), default=_json_default)
+        headers = self._headers.copy()
+        headers['x-openstack-request-id'] = request_id
+        headers['X-Doctor-Event-Id'] = event_id
+        body = json.dumps(alarm.as_body(),
+                          default=_json_default).encode('utf-8')
         started = time.monotonic()
         try:
-            response = self.session.post(
-                self.target_url, data=body, headers=headers,
-                timeout=self.timeout, verify=self.verify, cert=self.cert,
-                allow_redirects=False)
-        except requests.RequestException as exc:
+            if self._forwarded:
+                response = self.pool_manager.urlopen(
+                    'POST', self._absolute_url, body=body, headers=headers,
+                    retries=self.retries, timeout=self._timeout,
+                    redirect=False)
+            else:
+                pool = self._pool
+                if pool is None:
+                    pool = self._pool = self.pool_manager.connection_from_url(
+                        self._absolute_url)
+                response = pool.urlopen(
+                    'POST', self._request_uri, body=body, headers=headers,
+                    retries=self.retries, timeout=self._timeout,
+                    redirect=False)
+        except (urllib3_exc.HTTPError, OSError) as exc:
             raise exceptions.DeliveryError(
                 f'could not post alarm {alarm.alarm_name} to webhook '
                 f'{self.safe_url}: {_describe(exc, self.timeout)}. '
                 f'{_advice(exc)}') from exc
         elapsed = time.monotonic() - started
-        if not 200 <= response.status_code < 300:
+        if not 200 <= response.status < 300:
             raise exceptions.DeliveryError(
                 f'webhook {self.safe_url} refused alarm {alarm.alarm_name}: '
-                f'HTTP {response.status_code} {response.reason}'
-                f'{_excerpt(response)}. {_status_advice(response)}')
+                f'HTTP {response.status} {response.reason}'
+                f'{_excerpt(response)}. {_status_advice(response.status)}')
         LOG.info('Delivered alarm %(name)s <%(id)s> (%(previous)s -> '
                  '%(current)s) to %(url)s: HTTP %(status)d in '
                  '%(elapsed).3fs, request-id %(request_id)s',
                  {'name': alarm.alarm_name, 'id': alarm.alarm_id,
                   'previous': alarm.previous, 'current': alarm.current,
-                  'url': self.safe_url, 'status': response.status_code,
+                  'url': self.safe_url, 'status': response.status,
                   'elapsed': elapsed, 'request_id': request_id})
 
     def close(self) -> None:
-        self.session.close()
+        # A later POST opens a new pool, as a closed requests session did.
+        self._pool = None
+        self.pool_manager.clear()
 
 
 def _strip_doctor_params(query: str) -> str:
@@ -301,28 +413,51 @@ def _json_default(value: typing.Any) -> typing.Any:
     raise TypeError(f'{type(value).__name__} is not JSON serialisable')
 
 
-def _describe(exc: requests.RequestException, timeout: float) -> str:
-    if isinstance(exc, requests.ConnectTimeout):
+def _error_name(exc: Exception) -> str:
+    """The name requests gave this failure, which messages keep."""
+    reason = (exc.reason if isinstance(exc, urllib3_exc.MaxRetryError)
+              else exc)
+    if (isinstance(reason, urllib3_exc.ConnectTimeoutError)
+            and not isinstance(reason, urllib3_exc.NewConnectionError)):
+        return 'ConnectTimeout'
+    if isinstance(reason, urllib3_exc.ReadTimeoutError):
+        return 'ReadTimeout'
+    if isinstance(reason, urllib3_exc.ResponseError):
+        return 'RetryError'
+    if isinstance(reason, urllib3_exc.ProxyError):
+        return 'ProxyError'
+    if isinstance(reason, urllib3_exc.SSLError):
+        return 'SSLError'
+    if isinstance(reason, urllib3_exc.DecodeError):
+        return 'ContentDecodingError'
+    if isinstance(reason, urllib3_exc.LocationValueError):
+        return 'InvalidURL'
+    return 'ConnectionError'
+
+
+def _describe(exc: Exception, timeout: float) -> str:
+    name = _error_name(exc)
+    if name == 'ConnectTimeout':
         return f'no connection within {timeout}s'
-    if isinstance(exc, requests.ReadTimeout):
+    if name == 'ReadTimeout':
         return f'no response within {timeout}s'
-    # requests wraps urllib3's MaxRetryError, whose str() repeats the URL
-    # with its query; its reason is the cause without it.
-    cause = exc.args[0] if exc.args else exc
-    cause = getattr(cause, 'reason', None) or cause
+    # MaxRetryError's str() repeats the URL with its query; its reason is
+    # the cause without it.
+    cause = getattr(exc, 'reason', None) or exc
     text = str(cause)
     # urllib3 prefixes connection errors with the connection's repr.
     if text.startswith(('HTTPConnection(', 'HTTPSConnection(')):
         text = text.partition('): ')[2] or text
-    return f'{type(exc).__name__}: {text}'
+    return f'{name}: {text}'
 
 
-def _advice(exc: requests.RequestException) -> str:
-    if isinstance(exc, requests.exceptions.SSLError):
+def _advice(exc: Exception) -> str:
+    name = _error_name(exc)
+    if name == 'SSLError':
         return ('Check the consumer\'s certificate and [notifier] '
                 'webhook_ca_bundle, or add doctor-ssl-verify=false to the '
                 'URL for a test consumer.')
-    if isinstance(exc, requests.Timeout):
+    if name in ('ConnectTimeout', 'ReadTimeout'):
         return ('Check that the consumer is up and answers quickly, or '
                 'raise [notifier] webhook_timeout (per URL: '
                 'doctor-timeout=).')
@@ -330,20 +465,29 @@ def _advice(exc: requests.RequestException) -> str:
             'port are reachable from this host.')
 
 
-def _status_advice(response: requests.Response) -> str:
-    if 300 <= response.status_code < 400:
+def _status_advice(status: int) -> str:
+    if 300 <= status < 400:
         return ('Redirects are not followed; configure the URL the '
                 'consumer redirects to.')
-    if response.status_code in (401, 403):
+    if status in (401, 403):
         return 'Check the credentials the consumer expects.'
-    if response.status_code < 500:
+    if status < 500:
         return ('Check the URL path, and that the consumer accepts Aodh\'s '
                 'alarm webhook body.')
     return 'The consumer failed; check its logs.'
 
 
-def _excerpt(response: requests.Response, limit: int = 200) -> str:
-    text = ' '.join(response.text.split())
+def _excerpt(response: urllib3.BaseHTTPResponse, limit: int = 200) -> str:
+    text = ' '.join(_response_text(response).split())
     if not text:
         return ''
     return f' ({text[:limit]}{"..." if len(text) > limit else ""})'
+
+
+def _response_text(response: urllib3.BaseHTTPResponse) -> str:
+    charset = _CHARSET.search(response.headers.get('Content-Type', ''))
+    encoding = charset.group(1) if charset else 'utf-8'
+    try:
+        return response.data.decode(encoding, errors='replace')
+    except LookupError:
+        return response.data.decode('utf-8', errors='replace')

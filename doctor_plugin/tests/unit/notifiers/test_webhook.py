@@ -433,14 +433,13 @@ class TestSession(WebhookTestCase):
         self.set_opts('notifier', webhook_pool_size=3, webhook_max_retries=4)
         notifier = self.notifier('https://h/')
 
-        adapter = notifier.session.get_adapter('https://h/')
-        self.assertIs(adapter, notifier.session.get_adapter('http://h/'))
-        self.assertEqual(3, adapter._pool_maxsize)
-        self.assertEqual(4, adapter.max_retries.total)
-        self.assertEqual(4, adapter.max_retries.connect)
-        self.assertFalse(adapter.max_retries.read)
-        self.assertIn(500, adapter.max_retries.status_forcelist)
-        self.assertNotIn(404, adapter.max_retries.status_forcelist)
+        pool = notifier.pool_manager.connection_from_url('https://h/')
+        self.assertEqual(3, pool.pool.maxsize)
+        self.assertEqual(4, notifier.retries.total)
+        self.assertEqual(4, notifier.retries.connect)
+        self.assertFalse(notifier.retries.read)
+        self.assertIn(500, notifier.retries.status_forcelist)
+        self.assertNotIn(404, notifier.retries.status_forcelist)
 
     def test_connection_is_reused(self):
         server = self.start_consumer()
@@ -451,22 +450,85 @@ class TestSession(WebhookTestCase):
         notifier.notify([event], make_alarm(event))
 
         self.assertEqual(2, len(server.wait_for(2, WAIT)))
-        pools = notifier.session.get_adapter(server.url).poolmanager.pools
+        pools = notifier.pool_manager.pools
         self.assertEqual(1, len(pools))
         pool = pools[next(iter(pools.keys()))]
         self.assertEqual(1, pool.num_connections)
 
-    def test_close_closes_the_session(self):
+    def test_close_closes_the_pools(self):
         server = self.start_consumer()
         notifier = webhook.WebhookNotifier(self.conf, server.url)
         event = make_event()
         notifier.notify([event], make_alarm(event))
-        pools = notifier.session.get_adapter(server.url).poolmanager.pools
+        pools = notifier.pool_manager.pools
         self.assertEqual(1, len(pools))
 
         notifier.close()
 
         self.assertEqual(0, len(pools))
+
+
+class TestProxy(WebhookTestCase):
+    """Proxies from the environment, read once at construction."""
+
+    def test_http_proxy_forwards_the_absolute_url(self):
+        proxy = self.start_stub([200])
+        paths = []
+        handle = webhook.urllib3.HTTPConnectionPool.urlopen
+
+        def urlopen(pool, method, url, *args, **kwargs):
+            paths.append((pool.host, pool.port, url))
+            return handle(pool, method, url, *args, **kwargs)
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'urllib3.HTTPConnectionPool.urlopen', urlopen))
+        self.useFixture(fixtures.EnvironmentVariable(
+            'http_proxy', 'http://pxuser:pxpw@127.0.0.1:%d'
+            % proxy.server_address[1]))
+        self.useFixture(fixtures.EnvironmentVariable('no_proxy', ''))
+        self.useFixture(fixtures.EnvironmentVariable('NO_PROXY', ''))
+        notifier = self.notifier('http://consumer.example.com:9/hook?a=1'
+                                 '&doctor-timeout=1')
+        event = make_event()
+
+        notifier.notify([event], make_alarm(event))
+
+        self.assertEqual(1, proxy.requests)
+        self.assertEqual(
+            [('127.0.0.1', proxy.server_address[1],
+              'http://consumer.example.com:9/hook?a=1')], paths)
+        self.assertIn('Proxy-Authorization',
+                      notifier.pool_manager.proxy_headers)
+
+    def test_no_proxy_is_honoured(self):
+        server = self.start_consumer()
+        self.useFixture(fixtures.EnvironmentVariable(
+            'http_proxy', 'http://127.0.0.1:%d' % closed_port()))
+        self.useFixture(fixtures.EnvironmentVariable('no_proxy',
+                                                     '127.0.0.1'))
+        notifier = self.notifier(server.url)
+        event = make_event()
+
+        notifier.notify([event], make_alarm(event))
+
+        self.assertEqual(1, len(server.wait_for(1, WAIT)))
+        self.assertNotIsInstance(notifier.pool_manager,
+                                 webhook.urllib3.ProxyManager)
+
+    def test_unreachable_proxy_is_reported(self):
+        self.set_opts('notifier', webhook_max_retries=0)
+        self.useFixture(fixtures.EnvironmentVariable(
+            'http_proxy', 'http://127.0.0.1:%d' % closed_port()))
+        self.useFixture(fixtures.EnvironmentVariable('no_proxy', ''))
+        self.useFixture(fixtures.EnvironmentVariable('NO_PROXY', ''))
+        notifier = self.notifier('http://consumer.example.com/hook')
+        event = make_event()
+
+        exc = self.assertRaises(exceptions.DeliveryError, notifier.notify,
+                                [event], make_alarm(event))
+
+        self.assertIn('ProxyError', str(exc))
+        self.assertIn('reachable', str(exc))
 
 
 class TestTLS(WebhookTestCase):
