@@ -9,6 +9,7 @@ ready and stops on SIGTERM.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import select
 import shutil
@@ -58,9 +59,13 @@ class ChildServer:
             if not isinstance(ready, dict):
                 raise ValueError(first)
         except ValueError:
+            if ready_to_read and not first:
+                # The end of its output: it is exiting.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(5)
             if first:
                 said = f'printed {first!r}'
-            elif self._exited(first_ready=ready_to_read):
+            elif self.proc.poll() is not None:
                 said = f'exited with status {self.proc.returncode}'
             else:
                 said = f'said nothing within {timeout:g} s'
@@ -71,15 +76,6 @@ class ChildServer:
                                ) from None
         self.ready = ready
         return ready
-
-    def _exited(self, first_ready: bool) -> bool:
-        """Whether it exited (an end of output means it is exiting)."""
-        if first_ready:
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
-        return self.proc.poll() is not None
 
     def lines(self) -> typing.Iterator[dict[str, typing.Any]]:
         """The JSON lines it prints after the first, until it exits."""

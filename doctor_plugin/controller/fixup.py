@@ -193,13 +193,14 @@ class NovaController:
         width = conf.nova.max_parallel_resets
         # Separate pools: a job waits for its resets, so sharing one pool
         # could fill it with waiting jobs and leave no thread for a reset.
-        nice = (lower_thread_priority, (conf.nova.fixup_cpu_priority,))
+        low_priority = {'initializer': lower_thread_priority,
+                        'initargs': (conf.nova.fixup_cpu_priority,)}
         self._jobs = concurrent.futures.ThreadPoolExecutor(
             max_workers=width, thread_name_prefix='nova-fixup',
-            initializer=nice[0], initargs=nice[1])
+            **low_priority)
         self._resets = concurrent.futures.ThreadPoolExecutor(
             max_workers=width, thread_name_prefix='nova-reset',
-            initializer=nice[0], initargs=nice[1])
+            **low_priority)
         self._lock = threading.Condition()
         self._active: dict[str, _Job] = {}
         self._host_locks: dict[str, threading.Lock] = {}
