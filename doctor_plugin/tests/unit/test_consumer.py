@@ -1,6 +1,8 @@
 """Tests for doctor_plugin.consumer."""
 
+import http.client
 import json
+import socket
 import time
 
 import requests
@@ -98,6 +100,80 @@ class TestConsumerServer(base.TestCase):
         self.server.wait_for(1, timeout=1)
         self.server.clear()
         self.assertEqual([], self.server.alarms)
+
+
+class TestWireFormat(base.TestCase):
+    """HTTP/1.1 as webhook senders use it, and what they get wrong."""
+
+    def setUp(self):
+        super().setUp()
+        self.server = consumer.ConsumerServer().start()
+        self.addCleanup(self.server.stop)
+
+    def connection(self):
+        conn = http.client.HTTPConnection('127.0.0.1',
+                                          self.server.server_port, timeout=2)
+        self.addCleanup(conn.close)
+        return conn
+
+    def raw(self, data):
+        with socket.create_connection(('127.0.0.1', self.server.server_port),
+                                      timeout=2) as sock:
+            sock.sendall(data)
+            reply = b''
+            while chunk := sock.recv(65536):
+                reply += chunk
+        return reply
+
+    def test_keep_alive_serves_many_requests_on_one_connection(self):
+        conn = self.connection()
+        for n in range(3):
+            conn.request('POST', f'/t/{n}', json.dumps(alarm_body()),
+                         {'Content-Type': 'application/json'})
+            response = conn.getresponse()
+            self.assertEqual(200, response.status)
+            self.assertEqual({'status': 'received'},
+                             json.loads(response.read()))
+        self.assertEqual(['/t/0', '/t/1', '/t/2'],
+                         [a.path for a in self.server.wait_for(3, 1)])
+
+    def test_chunked_body(self):
+        conn = self.connection()
+        data = json.dumps(alarm_body()).encode()
+        conn.request('POST', '/chunked', iter([data[:10], data[10:]]),
+                     {'Transfer-Encoding': 'chunked'},
+                     encode_chunked=True)
+        self.assertEqual(200, conn.getresponse().status)
+        self.assertEqual(alarm_body(), self.server.wait_for(1, 1)[0].body)
+
+    def test_other_methods_are_not_allowed(self):
+        conn = self.connection()
+        conn.request('GET', '/')
+        response = conn.getresponse()
+        self.assertEqual(405, response.status)
+        self.assertEqual('POST', response.getheader('Allow'))
+        self.assertIn('GET is not allowed', json.loads(response.read())
+                      ['error'])
+
+    def test_malformed_request_line_is_refused(self):
+        reply = self.raw(b'HELLO\r\n\r\n')
+        self.assertTrue(reply.startswith(b'HTTP/1.1 400 '), reply)
+        self.assertIn(b'not an HTTP/1.x request line', reply)
+
+    def test_oversize_body_is_refused_unread(self):
+        reply = self.raw(
+            b'POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n'
+            % (consumer.MAX_BODY_BYTES + 1))
+        self.assertTrue(reply.startswith(b'HTTP/1.1 413 '), reply)
+        self.assertEqual([], self.server.alarms)
+
+    def test_http_1_0_closes_after_the_reply(self):
+        body = json.dumps(alarm_body()).encode()
+        reply = self.raw(b'POST /old HTTP/1.0\r\nContent-Length: %d\r\n'
+                         b'\r\n%s' % (len(body), body))
+        self.assertTrue(reply.startswith(b'HTTP/1.1 200 '), reply)
+        self.assertIn(b'Connection: close', reply)
+        self.assertEqual('/old', self.server.wait_for(1, 1)[0].path)
 
 
 class TestContextManager(base.TestCase):

@@ -555,13 +555,12 @@ class TestTLS(WebhookTestCase):
             check=True, capture_output=True, timeout=10)
 
     def start_tls_consumer(self, require_client_cert=False):
-        server = consumer.ConsumerServer(port=0)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.cert, self.key)
         if require_client_cert:
             context.verify_mode = ssl.CERT_REQUIRED
             context.load_verify_locations(self.cert)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
+        server = consumer.ConsumerServer(port=0, ssl_context=context)
         server.start()
         self.addCleanup(server.stop)
         return server, server.url.replace('http://', 'https://')
