@@ -306,10 +306,14 @@ class TestInstanceEvents(InspectorTestCase):
         inspector = self.make_inspector()
         ev = host_event(severity='critical')
         published = inspector.process([ev])
-        (batch,) = self.recorder.batches
-        self.assertEqual(published, batch)
-        updates = [e for e in batch
-                   if e.event_type == 'compute.instance.update']
+        # The tenants' events first, the instances' in a batch of their
+        # own after them.
+        (tenants, updates) = self.recorder.batches
+        self.assertEqual(published, tenants + updates)
+        self.assertEqual(['compute.host.down'] * 3,
+                         [e.event_type for e in tenants])
+        self.assertEqual({'compute.instance.update'},
+                         {e.event_type for e in updates})
         self.assertEqual(['vm-1', 'vm-2', 'vm-3'],
                          [e.trait('instance_id') for e in updates])
         for update in updates:
