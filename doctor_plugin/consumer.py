@@ -117,6 +117,8 @@ class ConsumerServer(AlarmLog):
         self.loop = asyncio.new_event_loop()
         self._thread: threading.Thread | None = None
         self._stopped = False
+        self._stop_requested = False
+        self._wakeup: asyncio.Event | None = None
         self._connections: set[asyncio.StreamWriter] = set()
 
     @property
@@ -137,25 +139,48 @@ class ConsumerServer(AlarmLog):
 
     def _run(self, started: threading.Event) -> None:
         asyncio.set_event_loop(self.loop)
-        server = self.loop.run_until_complete(asyncio.start_server(
+        try:
+            self.loop.run_until_complete(self._main(started))
+        finally:
+            self.loop.close()
+
+    async def _main(self, started: threading.Event) -> None:
+        self._wakeup = asyncio.Event()
+        server = await asyncio.start_server(
             self._serve, sock=self.socket, ssl=self._ssl,
-            limit=MAX_HEADER_BYTES))
+            limit=MAX_HEADER_BYTES)
         started.set()
         try:
-            self.loop.run_forever()
+            while not self._stop_requested:
+                await self._wakeup.wait()
         finally:
             server.close()
             # Closing a connection ends its handler at its next read.
             for writer in list(self._connections):
                 writer.close()
-            tasks = asyncio.all_tasks(self.loop)
+            tasks = asyncio.all_tasks() - {asyncio.current_task()}
             if tasks:
-                self.loop.run_until_complete(asyncio.wait(tasks, timeout=1))
-            self.loop.close()
+                await asyncio.wait(tasks, timeout=1)
 
     def serve_forever(self) -> None:
-        """Serve in the calling thread until :meth:`stop` (from another)."""
+        """Serve in the calling thread until :meth:`request_stop`."""
         self._run(threading.Event())
+
+    def request_stop(self) -> None:
+        """Make the server stop.
+
+        Safe from any thread and from a signal handler, also before the
+        server started serving.
+        """
+        self._stop_requested = True
+        try:
+            self.loop.call_soon_threadsafe(self._wake)
+        except RuntimeError:
+            pass  # The loop is closed: it has stopped already.
+
+    def _wake(self) -> None:
+        if self._wakeup is not None:
+            self._wakeup.set()
 
     async def _serve(self, reader: asyncio.StreamReader,
                      writer: asyncio.StreamWriter) -> None:
@@ -244,7 +269,7 @@ class ConsumerServer(AlarmLog):
             return
         self._stopped = True
         if self._thread is not None:
-            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.request_stop()
             self._thread.join(5)
         self.socket.close()
 
@@ -371,8 +396,7 @@ def main() -> None:
             'received_at': alarm.received_at}) + '\n')
 
     server = ConsumerServer(on_alarm=on_alarm)
-    signal.signal(signal.SIGTERM, lambda *_: server.loop.call_soon_threadsafe(
-        server.loop.stop))
+    signal.signal(signal.SIGTERM, lambda *_: server.request_stop())
     sys.stdout.write(json.dumps({'url': server.url}) + '\n')
     sys.stdout.flush()
     server.serve_forever()
