@@ -114,13 +114,18 @@ class EventAlarmEvaluator:
             fault_id = ev.trait('monitor_event_id')
             matched = self.matching(ev)
             self.timeline.mark(fault_id, 'T07')
+            serialized = None
             for alarm in matched:
                 with self._lock:
                     previous = self.states[alarm.alarm_id]
                     self.states[alarm.alarm_id] = 'alarm'
                 if previous == 'alarm' and not alarm.repeat_actions:
                     continue
-                notification = self._notification(alarm, ev, previous)
+                if serialized is None:
+                    # Once per event, whatever number of alarms it fires.
+                    serialized = ev.serialize()
+                notification = self._notification(alarm, ev, serialized,
+                                                  previous)
                 LOG.info('Alarm %s (%s) %s -> alarm on event %s',
                          alarm.name, alarm.alarm_id, previous, ev.message_id)
                 for url in alarm.alarm_actions:
@@ -131,7 +136,7 @@ class EventAlarmEvaluator:
 
     @staticmethod
     def _notification(alarm: definitions.AlarmDefinition,
-                      ev: event_model.Event,
+                      ev: event_model.Event, serialized: dict,
                       previous: str) -> notifier_base.AlarmNotification:
         query = json.dumps([{'field': t.field, 'op': t.op,
                              'value': str(t.value)} for t in alarm.query])
@@ -143,7 +148,7 @@ class EventAlarmEvaluator:
             current='alarm',
             reason=(f'Event <id={ev.message_id},event_type='
                     f'{ev.event_type}> hits the query <query={query}>.'),
-            reason_data={'type': 'event', 'event': ev.serialize()})
+            reason_data={'type': 'event', 'event': serialized})
 
     def _run_action(self, url: str, ev: event_model.Event,
                     notification: notifier_base.AlarmNotification) -> None:

@@ -7,6 +7,7 @@ import json
 import uuid
 
 import fixtures
+from oslo_utils import timeutils
 
 from doctor_plugin import event as event_model
 from doctor_plugin.tests import base
@@ -214,6 +215,24 @@ class TestParseDatetime(base.TestCase):
         for value in ('2024-05-02T10:00:00Z', '2024-05-02T10:00:00+01:00',
                       datetime.datetime(2024, 5, 2, tzinfo=UTC), NOW):
             self.assertIsNone(event_model.parse_datetime(value).tzinfo)
+
+    def test_fractions_of_any_length(self):
+        # Python 3.10's fromisoformat takes only 3 or 6 digits.
+        for text, micro in (('2024-05-02T10:00:00.1Z', 100000),
+                            ('2024-05-02T10:00:00.12345', 123450),
+                            ('2024-05-02T10:00:00.1234567Z', 123456)):
+            self.assertEqual(datetime.datetime(2024, 5, 2, 10, 0, 0, micro),
+                             event_model.parse_datetime(text), text)
+
+    def test_agrees_with_oslo_utils(self):
+        # The fast path must read every time as oslo.utils (iso8601) does.
+        for text in ('2024-05-02T10:00:00Z', '2024-05-02T10:00:00.5+02:00',
+                     '2024-05-02 10:00:05.123456', '2024-05-02T10:00Z',
+                     '2024-12-31T23:59:59.999999-01:00', '20240502T100000Z'):
+            expected = timeutils.parse_isotime(text).astimezone(
+                UTC).replace(tzinfo=None)
+            self.assertEqual(expected, event_model.parse_datetime(text),
+                             text)
 
     def test_naive_datetime_passes_through(self):
         self.assertEqual(NOW, event_model.parse_datetime(NOW))
