@@ -7,6 +7,7 @@ machine line up. The names are those of Doctor's performance profiler.
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 
@@ -30,12 +31,19 @@ class Timeline:
     The first mark of a checkpoint wins, except T09 (and any name passed in
     ``last_wins``) where the last one does: with one alarm per tenant, a
     fault is notified when its last tenant has its alarm.
+
+    The services mark every fault they handle for as long as they run, so
+    only the ``max_faults`` faults marked last are kept; older ones are
+    forgotten.
     """
 
-    def __init__(self, last_wins: tuple[str, ...] = ('T09',)) -> None:
+    def __init__(self, last_wins: tuple[str, ...] = ('T09',),
+                 max_faults: int = 10000) -> None:
         self._lock = threading.Lock()
-        self._marks: dict[str, dict[str, float]] = {}
+        self._marks: collections.OrderedDict[str, dict[str, float]] = (
+            collections.OrderedDict())
         self._last_wins = frozenset(last_wins)
+        self._max_faults = max_faults
 
     def mark(self, fault_id: str | None, checkpoint: str,
              when: float | None = None) -> None:
@@ -47,7 +55,11 @@ class Timeline:
             return
         when = time.time() if when is None else when
         with self._lock:
-            marks = self._marks.setdefault(fault_id, {})
+            marks = self._marks.get(fault_id)
+            if marks is None:
+                marks = self._marks[fault_id] = {}
+                if len(self._marks) > self._max_faults:
+                    self._marks.popitem(last=False)
             if checkpoint in self._last_wins or checkpoint not in marks:
                 marks[checkpoint] = when
 

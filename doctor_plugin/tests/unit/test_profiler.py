@@ -26,6 +26,16 @@ class TestTimeline(base.TestCase):
             timeline.mark('f1', 'T09', when)
         self.assertEqual({'T08': 2.0, 'T09': 1.0}, timeline.marks('f1'))
 
+    def test_only_the_latest_faults_are_kept(self):
+        timeline = profiler.Timeline(max_faults=2)
+        for fault in ('f1', 'f2', 'f3'):
+            timeline.mark(fault, 'T01', 1.0)
+        # More marks of a kept fault do not make room.
+        timeline.mark('f3', 'T09', 2.0)
+        self.assertEqual({}, timeline.marks('f1'))
+        self.assertEqual({'T01': 1.0}, timeline.marks('f2'))
+        self.assertEqual({'T01': 1.0, 'T09': 2.0}, timeline.marks('f3'))
+
     def test_unknown_checkpoint_raises(self):
         exc = self.assertRaises(ValueError, self.timeline.mark, 'f1', 'T10')
         self.assertIn("'T10'", str(exc))
