@@ -102,6 +102,19 @@ class TestConsumerServer(base.TestCase):
         self.assertEqual([], self.server.alarms)
 
 
+class TestNotKeeping(base.TestCase):
+
+    def test_alarms_go_to_on_alarm_only(self):
+        seen = []
+        with consumer.ConsumerServer(on_alarm=seen.append,
+                                     keep=False) as server:
+            response = requests.post(server.url + '/t', json=alarm_body(),
+                                     timeout=2)
+            self.assertEqual(200, response.status_code)
+            self.assertEqual(['/t'], [a.path for a in seen])
+            self.assertEqual([], server.alarms)
+
+
 class TestWireFormat(base.TestCase):
     """HTTP/1.1 as webhook senders use it, and what they get wrong."""
 
