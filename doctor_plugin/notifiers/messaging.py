@@ -8,9 +8,14 @@ Two outputs per batch, in this order:
    (``alarm.all``) -- exactly what Ceilometer's
    ``notifier://?topic=alarm.all`` publisher sends. It goes first because
    alarms are the latency-critical path;
-2. one plain ``info`` notification per event, with the event's own type
-   (``compute.host.down``) and its traits as a flat payload, on
-   ``notification_topic`` (``notifications``), for every other consumer.
+2. one plain ``info`` notification per event whose type matches
+   ``notification_event_types`` (host and controller events by default),
+   with the
+   event's own type (``compute.host.down``) and its traits as a flat
+   payload, on ``notification_topic`` (``notifications``), for every other
+   consumer. Per-VM ``compute.instance.update`` events are left out by
+   default: one broker message per VM is what the batch in output 1 is
+   there to avoid, and on ``notifications`` they would pass for Nova's own.
 
 URL query parameters override the ``[notifier]`` options for one target:
 ``messaging://?topic=alarm.all&notification_topic=&publisher_id=doctor``
@@ -21,6 +26,7 @@ service's ``transport_url``; the URL takes no host.
 from __future__ import annotations
 
 import datetime
+import fnmatch
 import typing
 import uuid
 
@@ -49,6 +55,15 @@ OPTS = [
                     'event with the event\'s own event type. Empty turns '
                     'them off. The messaging:// URL query parameter '
                     '"notification_topic" overrides it.'),
+    cfg.ListOpt('notification_event_types',
+                default=['compute.host.*', 'doctor.*'],
+                help='Event types (fnmatch patterns) that are also sent as '
+                     'plain notifications on notification_topic, one '
+                     'message each. The default sends the host events '
+                     '(and their per-tenant copies) and the controller\'s '
+                     'results, but not the per-VM compute.instance.update '
+                     'events of a failed host, which go to Aodh in the '
+                     'event batch only. "*" sends every event.'),
     cfg.StrOpt('publisher_id',
                default='doctor_plugin',
                help='Publisher id of the notifications doctor_plugin puts '
@@ -162,6 +177,8 @@ class MessagingNotifier(base.NotifierBase):
         self.notification_sender = (
             _TopicSender(transport, notification_topic, publisher_id, retry)
             if notification_topic else None)
+        self._notification_types = tuple(opts.notification_event_types)
+        self._sends_notification: dict[str, bool] = {}
 
     def notify(self, events: typing.Sequence[event_model.Event],
                alarm: base.AlarmNotification | None = None) -> None:
@@ -172,8 +189,18 @@ class MessagingNotifier(base.NotifierBase):
         if self.notification_sender is None:
             return
         for event in events:
-            self._send(self.notification_sender, 'info', event.event_type,
-                       notification_payload(event), 1)
+            if self._notifies(event.event_type):
+                self._send(self.notification_sender, 'info',
+                           event.event_type, notification_payload(event), 1)
+
+    def _notifies(self, event_type: str) -> bool:
+        """Whether events of ``event_type`` get a plain notification."""
+        sends = self._sends_notification.get(event_type)
+        if sends is None:
+            sends = self._sends_notification[event_type] = any(
+                fnmatch.fnmatchcase(event_type, pattern)
+                for pattern in self._notification_types)
+        return sends
 
     @staticmethod
     def _send(sender: _TopicSender, priority: str, event_type: str,

@@ -151,6 +151,9 @@ class TestWithNova(ServiceTestCase):
         self.assertIsNone(service.topology_listener)
 
     def test_fault_fans_out_then_nova_is_fixed_up_and_recovers(self):
+        # The per-VM events too, which by default go in the event batch
+        # only.
+        self.set_opts('notifier', notification_event_types=['*'])
         collector = self.listen()
         service = self.start(self.make_service())
         self.assertIsNotNone(service.controller)

@@ -149,6 +149,7 @@ class TestEventPublisherFormat(MessagingTestCase):
                                   for m in aodh.events])
 
     def test_topic_and_publisher_id_from_url(self):
+        self.set_opts('notifier', notification_event_types=['*'])
         recorder = self.listen(['doctor.alarms', 'doctor.events'])
         notifier = messaging_notifier.MessagingNotifier(
             self.conf, 'messaging://?topic=doctor.alarms'
@@ -183,6 +184,7 @@ class TestPlainNotifications(MessagingTestCase):
     """Output 2: one ordinary notification per event."""
 
     def test_one_info_notification_per_event(self):
+        self.set_opts('notifier', notification_event_types=['*'])
         recorder = self.listen(['notifications'])
         events = make_events()
         notifier = messaging_notifier.MessagingNotifier(self.conf,
@@ -204,6 +206,20 @@ class TestPlainNotifications(MessagingTestCase):
             received[0]['payload'])
         self.assertEqual(events[1].message_id,
                          received[1]['payload']['message_id'])
+
+    def test_by_default_only_host_events_are_notified(self):
+        recorder = self.listen(['notifications'])
+        events = make_events() + [event_model.Event.create(
+            'compute.instance.update', {'state': 'error'},
+            generated=GENERATED)]
+        notifier = messaging_notifier.MessagingNotifier(self.conf,
+                                                        'messaging://')
+
+        notifier.notify(events)
+
+        self.assertEqual(['compute.host.down'],
+                         [m['event_type'] for m in recorder.wait_for(1)])
+        self.assertEqual(1, len(recorder.wait_for(2, timeout=0.3)))
 
     def test_event_fields_win_over_traits_of_the_same_name(self):
         event = event_model.Event.create(
@@ -240,6 +256,7 @@ class TestPlainNotifications(MessagingTestCase):
 class TestDelivery(MessagingTestCase):
 
     def test_alarm_batch_is_sent_before_the_notifications(self):
+        self.set_opts('notifier', notification_event_types=['compute.*'])
         spy = self.spy_sends()
         notifier = messaging_notifier.MessagingNotifier(self.conf,
                                                         'messaging://')
@@ -256,6 +273,7 @@ class TestDelivery(MessagingTestCase):
                                  for c in spy.mock.call_args_list})
 
     def test_alarm_argument_does_not_change_what_is_sent(self):
+        self.set_opts('notifier', notification_event_types=['*'])
         spy = self.spy_sends()
         events = make_events()
         notifier = messaging_notifier.MessagingNotifier(self.conf,
