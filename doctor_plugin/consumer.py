@@ -123,6 +123,7 @@ class ConsumerServer(AlarmLog):
         self._thread: threading.Thread | None = None
         self._stopped = False
         self._stop_requested = False
+        self._start_error: Exception | None = None
         self._wakeup: asyncio.Event | None = None
         self._connections: set[asyncio.StreamWriter] = set()
 
@@ -140,12 +141,21 @@ class ConsumerServer(AlarmLog):
                                         name='doctor-consumer', daemon=True)
         self._thread.start()
         started.wait(10)
+        if self._start_error is not None or not started.is_set():
+            raise RuntimeError(
+                f'the consumer on port {self.server_port} did not start '
+                f'serving: {self._start_error or "not within 10 s"}')
         return self
 
     def _run(self, started: threading.Event) -> None:
         asyncio.set_event_loop(self.loop)
         try:
             self.loop.run_until_complete(self._main(started))
+        except Exception as exc:
+            if started.is_set():
+                raise
+            self._start_error = exc
+            started.set()
         finally:
             self.loop.close()
 

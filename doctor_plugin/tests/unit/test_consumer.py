@@ -102,6 +102,18 @@ class TestConsumerServer(base.TestCase):
         self.assertEqual([], self.server.alarms)
 
 
+class TestStart(base.TestCase):
+
+    def test_a_server_that_cannot_serve_says_why(self):
+        server = consumer.ConsumerServer()
+        self.addCleanup(server.stop)
+        server.socket.close()
+        started = time.monotonic()
+        exc = self.assertRaises(RuntimeError, server.start)
+        self.assertIn('did not start serving', str(exc))
+        self.assertLess(time.monotonic() - started, 5)
+
+
 class TestNotKeeping(base.TestCase):
 
     def test_alarms_go_to_on_alarm_only(self):
