@@ -414,6 +414,9 @@ def run_demo(settings: ChainSettings, timeout: float,
         if settings.transport_url.startswith('fake'):
             write('  (the embedded fake:// bus polls every 50 ms; use '
                   '--transport-url rabbit://... for broker figures)')
+        if settings.listener_process:
+            write('  (T07 and T08 are marked in the alarm listener, which '
+                  'runs in a process of its own)')
         if fixup_line:
             write(fixup_line)
         if len(alarms) < settings.tenants:

@@ -1,5 +1,6 @@
 """The Doctor chain over the real RabbitMQ with real HTTP consumers."""
 
+import contextlib
 import io
 import json
 import time
@@ -7,6 +8,7 @@ import time
 import oslo_messaging
 import requests
 
+from doctor_plugin.cmd import cli
 from doctor_plugin import demo
 from doctor_plugin import messaging
 from doctor_plugin.monitors import base as monitor_base
@@ -36,6 +38,19 @@ class TestChainOverRabbit(base.FunctionalTestCase):
         self.assertIn('notification time T09 − T01', text)
         self.assertIn('received 3 alarm(s)', text)
         self.assertIn('"current": "alarm"', text)
+
+    def test_demo_command_runs_the_stand_ins_apart(self):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = cli.main(['demo', '--transport-url', base.TRANSPORT_URL,
+                           '--vms', '12', '--tenants', '3',
+                           '--timeout', '10'])
+        text = out.getvalue()
+        self.assertEqual(0, rc, text + err.getvalue())
+        self.assertIn('received 3 alarm(s)', text)
+        self.assertIn('Nova fix-up: success', text)
+        # The listener is a process of its own over a real broker.
+        self.assertIn('T07 and T08 are marked in the alarm listener', text)
 
     def test_host_fault_reaches_every_tenant(self):
         chain = self._chain(vms=12, tenants=4)
