@@ -28,6 +28,7 @@ class TestServices(base.FunctionalTestCase):
     def setUp(self):
         super().setUp()
         self.dir = self.useFixture(fixtures.TempDir()).path
+        self.outputs = {}
         self.consumer = consumer_mod.ConsumerServer().start()
         self.addCleanup(self.consumer.stop)
         self.port = free_port()
@@ -69,21 +70,36 @@ event_topics = {topic}
             yaml.safe_dump(data, f)
 
     def spawn(self, script):
+        # To a file, not a pipe: a pipe nobody reads fills up with the
+        # service's log and blocks it, at the latest when it logs its stop.
+        log = open(os.path.join(self.dir, f'{script}.log'), 'w+')
         proc = subprocess.Popen(
             [os.path.join(os.path.dirname(sys.executable), script),
              '--config-file', os.path.join(self.dir, 'doctor_plugin.conf')],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            stdout=log, stderr=subprocess.STDOUT, text=True)
 
         def stop():
+            if log.closed:
+                return
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
-                    proc.wait(15)
+                    # Once, on a loaded 2-CPU machine, the listener took
+                    # over 15 s; the log below says what it was doing.
+                    proc.wait(30)
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait(5)
-            proc.stdout.close()
+            log.seek(0)
+            # What it said, for the assertions on its exit status.
+            self.outputs[script] = log.read()
+            log.close()
         self.addCleanup(stop)
+
+        def output():
+            with open(log.name) as f:
+                return f.read()
+        proc.output = output
         return proc, stop
 
     def wait_healthy(self, proc, url, timeout=20):
@@ -91,7 +107,7 @@ event_topics = {topic}
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 self.fail(f'service exited with {proc.returncode}: '
-                          f'{proc.stdout.read()}')
+                          f'{proc.output()}')
             try:
                 if requests.get(url, timeout=1).status_code == 200:
                     return
@@ -121,8 +137,10 @@ event_topics = {topic}
                              alarm.trait('monitor_event_id'))
         stop_inspector()
         stop_listener()
-        self.assertEqual(0, inspector.returncode)
-        self.assertEqual(0, listener.returncode)
+        self.assertEqual(0, inspector.returncode,
+                         self.outputs['doctor-plugin-inspector'])
+        self.assertEqual(0, listener.returncode,
+                         self.outputs['doctor-plugin-listener'])
 
     def test_misspelt_plugin_is_a_startup_error(self):
         self.write('pipeline.yaml', {
@@ -130,7 +148,8 @@ event_topics = {topic}
                          'sinks': ['s']}],
             'sinks': [{'name': 's', 'notifiers': ['mesaging://']}]})
         proc, _ = self.spawn('doctor-plugin-inspector')
-        out, _ = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+        out = proc.output()
         self.assertEqual(2, proc.returncode, out)
         self.assertIn("'mesaging'", out)
         self.assertIn('doctor_plugin.notifiers', out)
