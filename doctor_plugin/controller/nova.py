@@ -211,7 +211,11 @@ class NovaClient:
                 'project_name and the domains of a service user, or '
                 '"none" with endpoint_override for a Nova without '
                 'Keystone')
-        pool = max(10, group.max_parallel_resets + 4)
+        # The controller runs up to max_parallel_resets fix-up jobs (each
+        # forcing a service down) and as many resets at once: a rack's
+        # failure uses both, and a smaller pool opens and drops a new
+        # connection for every call over its size.
+        pool = max(10, 2 * group.max_parallel_resets + 4)
         http = httpsession.EnvironmentCachingSession()
         for scheme in ('http://', 'https://'):
             http.mount(scheme, ks_session.TCPKeepAliveAdapter(
