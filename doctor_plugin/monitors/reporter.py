@@ -6,11 +6,11 @@ notification path, so one keep-alive HTTP session is reused for every
 report, and a failed attempt is retried quickly: a lost fault report is the
 worst failure a monitor can have.
 
-The reports go straight to the inspector through urllib3: requests cost a
-millisecond of CPU more per report (under cProfile, mostly its per-request
-environment and hook handling), on the path Doctor's notification time is
-measured on. Environment proxy settings are not used: a fault report must
-not depend on a proxy being up.
+The reports go straight to the inspector through urllib3: through
+requests a report reached the inspector's handler about a millisecond
+later (its per-request environment, hooks and adapters), on the path
+Doctor's notification time is measured on. Environment proxy settings are
+not used: a fault report must not depend on a proxy being up.
 """
 
 from __future__ import annotations
