@@ -10,10 +10,9 @@ Two outputs per batch, in this order:
    alarms are the latency-critical path;
 2. one plain ``info`` notification per event whose type matches
    ``notification_event_types`` (host and controller events by default),
-   with the
-   event's own type (``compute.host.down``) and its traits as a flat
-   payload, on ``notification_topic`` (``notifications``), for every other
-   consumer. Per-VM ``compute.instance.update`` events are left out by
+   with the event's own type (``compute.host.down``) and its traits as a
+   flat payload, on ``notification_topic`` (``notifications``), for every
+   other consumer. Per-VM ``compute.instance.update`` events are left out by
    default: one broker message per VM is what the batch in output 1 is
    there to avoid, and on ``notifications`` they would pass for Nova's own.
 
