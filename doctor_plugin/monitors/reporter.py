@@ -25,6 +25,7 @@ import urllib3
 from urllib3 import exceptions as urllib3_exc
 
 from doctor_plugin import exceptions
+from doctor_plugin import httperrors
 from doctor_plugin.monitors import base
 
 LOG = logging.getLogger(__name__)
@@ -108,7 +109,7 @@ class InspectorReporter:
                     'PUT', self.url, body=data, headers=_HEADERS,
                     timeout=self._timeout, redirect=False)
             except (urllib3_exc.HTTPError, OSError) as exc:
-                last_failure = _describe(exc)
+                last_failure = httperrors.describe(exc, self.timeout)
                 LOG.warning('Attempt %(attempt)d/%(attempts)d to report '
                             'host %(host)s %(status)s to %(url)s failed: '
                             '%(error)s',
@@ -151,17 +152,6 @@ class InspectorReporter:
     def close(self) -> None:
         """Close the kept-alive connections to the inspector."""
         self._http.clear()
-
-
-def _describe(exc: Exception) -> str:
-    """What went wrong with an attempt, without urllib3's pool noise."""
-    reason = getattr(exc, 'reason', None) or exc
-    if isinstance(reason, urllib3_exc.NewConnectionError):
-        # "HTTPConnection(host=..., port=...): Failed to establish ...".
-        return f'ConnectionError: {str(reason).partition(": ")[2]}'
-    if isinstance(reason, urllib3_exc.TimeoutError):
-        return f'Timeout: {reason}'
-    return f'{type(reason).__name__}: {reason}'
 
 
 def _error_body(response: urllib3.BaseHTTPResponse) -> str:

@@ -31,6 +31,7 @@ from urllib3.util import retry as urllib3_retry
 
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
+from doctor_plugin import httperrors
 from doctor_plugin.notifiers import base
 
 LOG = logging.getLogger(__name__)
@@ -369,7 +370,7 @@ class WebhookNotifier(base.NotifierBase):
         except (urllib3_exc.HTTPError, OSError) as exc:
             raise exceptions.DeliveryError(
                 f'could not post alarm {alarm.alarm_name} to webhook '
-                f'{self.safe_url}: {_describe(exc, self.timeout)}. '
+                f'{self.safe_url}: {httperrors.describe(exc, self.timeout)}. '
                 f'{_advice(exc)}') from exc
         elapsed = time.monotonic() - started
         if not 200 <= response.status < 300:
@@ -413,46 +414,8 @@ def _json_default(value: typing.Any) -> typing.Any:
     raise TypeError(f'{type(value).__name__} is not JSON serialisable')
 
 
-def _error_name(exc: Exception) -> str:
-    """The name requests gave this failure, which messages keep."""
-    reason = (exc.reason if isinstance(exc, urllib3_exc.MaxRetryError)
-              else exc)
-    if (isinstance(reason, urllib3_exc.ConnectTimeoutError)
-            and not isinstance(reason, urllib3_exc.NewConnectionError)):
-        return 'ConnectTimeout'
-    if isinstance(reason, urllib3_exc.ReadTimeoutError):
-        return 'ReadTimeout'
-    if isinstance(reason, urllib3_exc.ResponseError):
-        return 'RetryError'
-    if isinstance(reason, urllib3_exc.ProxyError):
-        return 'ProxyError'
-    if isinstance(reason, urllib3_exc.SSLError):
-        return 'SSLError'
-    if isinstance(reason, urllib3_exc.DecodeError):
-        return 'ContentDecodingError'
-    if isinstance(reason, urllib3_exc.LocationValueError):
-        return 'InvalidURL'
-    return 'ConnectionError'
-
-
-def _describe(exc: Exception, timeout: float) -> str:
-    name = _error_name(exc)
-    if name == 'ConnectTimeout':
-        return f'no connection within {timeout}s'
-    if name == 'ReadTimeout':
-        return f'no response within {timeout}s'
-    # MaxRetryError's str() repeats the URL with its query; its reason is
-    # the cause without it.
-    cause = getattr(exc, 'reason', None) or exc
-    text = str(cause)
-    # urllib3 prefixes connection errors with the connection's repr.
-    if text.startswith(('HTTPConnection(', 'HTTPSConnection(')):
-        text = text.partition('): ')[2] or text
-    return f'{name}: {text}'
-
-
 def _advice(exc: Exception) -> str:
-    name = _error_name(exc)
+    name = httperrors.error_name(exc)
     if name == 'SSLError':
         return ('Check the consumer\'s certificate and [notifier] '
                 'webhook_ca_bundle, or add doctor-ssl-verify=false to the '
