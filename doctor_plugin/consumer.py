@@ -20,11 +20,7 @@ import threading
 import time
 import typing
 
-from oslo_log import log as logging
-
 from doctor_plugin import childproc
-
-LOG = logging.getLogger(__name__)
 
 #: A webhook body larger than this is refused (413).
 MAX_BODY_BYTES = 1024 * 1024
