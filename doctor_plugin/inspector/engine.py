@@ -195,8 +195,7 @@ class Inspector:
                 instances = self.topology.instances_on(host) if host else ()
                 affected[ev.message_id] = instances
                 out.extend(self.tenant_events(ev, instances))
-                if (ev.event_type == 'compute.host.down' and instances
-                        and self.conf.inspector.instance_events):
+                if instances and self._has_instance_events(ev):
                     failed_hosts.append((ev, instances))
                 self.timeline.mark(ev.trait('monitor_event_id'), 'T02')
         if not out:
@@ -256,10 +255,14 @@ class Inspector:
             host = host_event.trait('host')
             instances = self.topology.instances_on(host) if host else ()
         events = self.tenant_events(host_event, instances)
-        if (host_event.event_type == 'compute.host.down'
-                and self.conf.inspector.instance_events):
+        if self._has_instance_events(host_event):
             events.extend(self._instance_events(host_event, instances))
         return events
+
+    def _has_instance_events(self, host_event: event_model.Event) -> bool:
+        """Whether ``host_event`` gets one error event per instance."""
+        return (host_event.event_type == 'compute.host.down'
+                and self.conf.inspector.instance_events)
 
     def tenant_events(self, host_event: event_model.Event,
                       instances: typing.Sequence[topology_mod.Instance]
