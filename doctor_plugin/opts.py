@@ -47,9 +47,8 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
             doctor_plugin.notifiers.log.OPTS,
             doctor_plugin.notifiers.messaging.OPTS,
             doctor_plugin.notifiers.webhook.OPTS))),
-        ('listener', list(itertools.chain(
-            doctor_plugin.alarms.listener.OPTS,
-            doctor_plugin.alarms.evaluator.OPTS))),
+        ('alarms', doctor_plugin.alarms.evaluator.OPTS),
+        ('listener', doctor_plugin.alarms.listener.OPTS),
         ('monitor', list(itertools.chain(
             doctor_plugin.monitors.OPTS,
             doctor_plugin.monitors.reporter.OPTS,

@@ -56,21 +56,44 @@ def freeze_startup_heap() -> None:
 
 
 def run_until_signalled(start: typing.Callable[[], object],
-                        stop: typing.Callable[[], object]) -> None:
-    """Start a service, wait for SIGTERM or SIGINT, stop it."""
+                        stop: typing.Callable[[], object],
+                        reload: typing.Callable[[], object] | None = None
+                        ) -> None:
+    """Start a service, wait for SIGTERM or SIGINT, stop it.
+
+    With ``reload``, SIGHUP calls it (from this thread, not the handler),
+    as it makes OpenStack services read their definition files again.
+    """
     done = threading.Event()
+    wake = threading.Event()
+    hups: list[int] = []
 
     def handler(signum, frame):
         LOG.info('Received signal %d, stopping', signum)
         done.set()
+        wake.set()
+
+    def hup(signum, frame):
+        hups.append(signum)
+        wake.set()
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    if reload is not None:
+        signal.signal(signal.SIGHUP, hup)
     start()
     freeze_startup_heap()
     try:
-        while not done.wait(1.0):
-            pass
+        while not done.is_set():
+            wake.wait(1.0)
+            wake.clear()
+            while hups and not done.is_set():
+                hups.pop()
+                LOG.info('Received SIGHUP, reloading')
+                try:
+                    reload()
+                except Exception:
+                    LOG.exception('Reload failed; running as before')
     finally:
         stop()
         messaging.cleanup()

@@ -13,12 +13,24 @@ A definitions file holds a list of alarms shaped like Aodh's API body::
             - {field: traits.host, op: eq, value: compute-1, type: string}
         alarm_actions:
           - https://vnfm.tenant-a.example/alarm
+        # doctor_plugin's addition: the recovery that moves it to "ok".
+        ok_rule:
+          event_type: compute.host.up
+          query:
+            - {field: traits.host, op: eq, value: compute-1, type: string}
+        ok_actions:
+          - https://vnfm.tenant-a.example/recovered
+
+The file is the one ``[alarms] definitions_file`` names; it is read again
+when it changes and on SIGHUP (:mod:`doctor_plugin.alarms.evaluator`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime
+import fnmatch
+import json
 import operator
 import typing
 import uuid
@@ -43,46 +55,101 @@ _QUERY_TYPES: dict[str, typing.Callable[[typing.Any], typing.Any]] = {
     'datetime': event_model.parse_datetime,
 }
 
+#: The notifier scheme that evaluates events against these alarms.
+EVALUATOR_SCHEME = 'alarms'
+
 _ALARM_NAMESPACE = uuid.UUID('0f4a8d5e-7c1b-4d2e-9f3a-6b5c4d3e2f10')
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class QueryTerm:
-    """One ``{field, op, value, type}`` term of an event rule's query."""
+    """One ``{field, op, value, type}`` term of an event rule's query.
+
+    As in Aodh, ``value`` has been converted to the term's ``type`` and is
+    compared, as it is, with the event's trait (already of its own trait
+    type): a string ``"2"`` does not equal an integer trait 2, and a term on
+    a trait the event lacks holds only for ``ne``.
+    """
 
     field: str
     op: str
     value: typing.Any
+    type: str = 'string'
+
+    def actual(self, ev: event_model.Event) -> typing.Any:
+        """The event's value of :attr:`field` (None when it has none)."""
+        if self.field.startswith('traits.'):
+            return ev.trait(self.field[len('traits.'):])
+        name, _, rest = self.field.partition('.')
+        value = getattr(ev, name, None) if name in _EVENT_FIELDS else None
+        for part in rest.split('.') if rest else ():
+            value = value.get(part) if isinstance(value, dict) else None
+        return value
 
     def matches(self, ev: event_model.Event) -> bool:
-        if self.field.startswith('traits.'):
-            actual = ev.trait(self.field[len('traits.'):])
-        else:
-            actual = getattr(ev, self.field, None)
-        if actual is None:
-            return False
-        expected = self.value
         try:
-            if isinstance(actual, datetime.datetime):
-                expected = event_model.parse_datetime(expected)
-            elif isinstance(actual, (int, float)) and isinstance(expected,
-                                                                 str):
-                expected = type(actual)(expected)
-            elif isinstance(actual, str) and not isinstance(expected, str):
-                expected = str(expected)
-            return OPERATORS[self.op](actual, expected)
-        except (TypeError, ValueError):
+            return OPERATORS[self.op](self.actual(ev), self.value)
+        except TypeError:
+            # Aodh's evaluator raises here and so never fires the alarm:
+            # an ordering between a missing value, or values of different
+            # types.
             return False
+
+    def as_query(self) -> dict:
+        """The term as Aodh's API shows it (the value as a string)."""
+        value = self.value
+        if isinstance(value, datetime.datetime):
+            value = value.isoformat()
+        return {'field': self.field, 'op': self.op, 'type': self.type,
+                'value': str(value)}
+
+
+#: The event attributes a query term can name without ``traits.``.
+_EVENT_FIELDS = frozenset({'message_id', 'event_type', 'generated', 'raw'})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EventRule:
+    """An event type pattern (``*`` wildcards) and terms that must hold."""
+
+    event_type: str = '*'
+    query: tuple[QueryTerm, ...] = ()
+
+    @property
+    def is_pattern(self) -> bool:
+        return any(c in self.event_type for c in '*?[')
+
+    def matches(self, ev: event_model.Event) -> bool:
+        """Whether ``ev`` satisfies the rule (its type, every term)."""
+        if (fnmatch.fnmatchcase(ev.event_type, self.event_type)
+                if self.is_pattern else ev.event_type == self.event_type):
+            return self.holds(ev)
+        return False
+
+    def holds(self, ev: event_model.Event) -> bool:
+        """Whether every term holds for ``ev`` (its type aside)."""
+        return all(term.matches(ev) for term in self.query)
+
+    def reason_query(self) -> str:
+        """The query as Aodh's alarm reason shows it."""
+        return json.dumps([t.as_query() for t in self.query],
+                          sort_keys=True)
 
 
 @dataclasses.dataclass(slots=True)
 class AlarmDefinition:
-    """An event alarm. ``project_id`` None: it sees every project."""
+    """An event alarm.
+
+    ``project_id`` None: the alarm sees the events that carry no project
+    (host events), as an Aodh alarm sees those of its own project only.
+    ``ok_rule`` is doctor_plugin's addition to Aodh's event alarm: an
+    event that satisfies it (a recovery) moves the alarm to ``ok``.
+    """
 
     alarm_id: str
     name: str
-    event_type: str
-    query: tuple[QueryTerm, ...] = ()
+    rule: EventRule = EventRule()
+    ok_rule: EventRule | None = None
     project_id: str | None = None
     severity: str = 'critical'
     repeat_actions: bool = False
@@ -92,6 +159,19 @@ class AlarmDefinition:
     insufficient_data_actions: tuple[str, ...] = ()
     description: str = ''
 
+    @property
+    def event_type(self) -> str:
+        return self.rule.event_type
+
+    @property
+    def query(self) -> tuple[QueryTerm, ...]:
+        return self.rule.query
+
+    def action_urls(self) -> tuple[str, ...]:
+        """Every notifier URL the alarm's actions name."""
+        return (self.alarm_actions + self.ok_actions
+                + self.insufficient_data_actions)
+
 
 def load_file(path: str) -> list[AlarmDefinition]:
     """Read and validate an alarm definitions file.
@@ -99,7 +179,7 @@ def load_file(path: str) -> list[AlarmDefinition]:
     :raises ConfigurationError: naming the file, the alarm and the problem.
     """
     data = yamlfile.load(path, 'the alarm definitions',
-                         '[listener] alarm_definitions_file')
+                         '[alarms] definitions_file')
     return parse(data, path)
 
 
@@ -137,6 +217,7 @@ def parse_alarm(raw: typing.Any, origin: str, entry: str) -> AlarmDefinition:
     entry = f'{entry} ({name})'
     allowed = {'alarm_id', 'name', 'description', 'type', 'project_id',
                'severity', 'repeat_actions', 'enabled', 'event_rule',
+               'ok_rule',
                'alarm_actions', 'ok_actions', 'insufficient_data_actions'}
     extra = set(raw) - allowed
     if extra:
@@ -155,36 +236,54 @@ def parse_alarm(raw: typing.Any, origin: str, entry: str) -> AlarmDefinition:
     for flag in ('repeat_actions', 'enabled'):
         if flag in raw and not isinstance(raw[flag], bool):
             fail(f'"{flag}" must be true or false')
-    rule = raw.get('event_rule')
-    if not isinstance(rule, dict):
-        fail('"event_rule" must be a mapping with "event_type" and an '
-             'optional "query" list')
-    event_type = rule.get('event_type', '*')
-    if not isinstance(event_type, str) or not event_type:
-        fail('"event_rule.event_type" must be a non-empty string')
-    query = rule.get('query') or []
-    if not isinstance(query, list):
-        fail('"event_rule.query" must be a list of {field, op, value, type}')
-    terms = tuple(_parse_term(q, fail, n) for n, q in enumerate(query))
+    rule = _parse_rule(raw.get('event_rule'), 'event_rule', fail)
+    ok_rule = None
+    if raw.get('ok_rule') is not None:
+        ok_rule = _parse_rule(raw['ok_rule'], 'ok_rule', fail)
     actions = {}
     for kind in ('alarm_actions', 'ok_actions', 'insufficient_data_actions'):
         urls = raw.get(kind) or []
         if not isinstance(urls, list) or not all(
                 isinstance(u, str) and '://' in u for u in urls):
             fail(f'"{kind}" must be a list of notifier URLs (scheme://...)')
+        for url in urls:
+            if url.partition('://')[0] == EVALUATOR_SCHEME:
+                fail(f'"{kind}": {url} would evaluate the alarm\'s own '
+                     f'notification as an event; name the alarm\'s '
+                     f'receivers (http://, https://, log://, ...)')
         actions[kind] = tuple(urls)
     alarm_id = raw.get('alarm_id') or str(
         uuid.uuid5(_ALARM_NAMESPACE, f'{project_id or ""}/{name}'))
     return AlarmDefinition(
-        alarm_id=str(alarm_id), name=name, event_type=event_type,
-        query=terms, project_id=project_id, severity=severity,
+        alarm_id=str(alarm_id), name=name, rule=rule, ok_rule=ok_rule,
+        project_id=project_id, severity=severity,
         repeat_actions=raw.get('repeat_actions', False),
         enabled=raw.get('enabled', True),
         description=str(raw.get('description') or ''), **actions)
 
 
-def _parse_term(raw: typing.Any, fail: typing.Callable, n: int) -> QueryTerm:
-    where = f'event_rule.query[{n}]'
+def _parse_rule(rule: typing.Any, key: str,
+                fail: typing.Callable) -> EventRule:
+    if not isinstance(rule, dict):
+        fail(f'"{key}" must be a mapping with "event_type" and an '
+             f'optional "query" list')
+    extra = set(rule) - {'event_type', 'query'}
+    if extra:
+        fail(f'"{key}" has unknown keys: {", ".join(sorted(extra))}; '
+             f'allowed: event_type, query')
+    event_type = rule.get('event_type', '*')
+    if not isinstance(event_type, str) or not event_type:
+        fail(f'"{key}.event_type" must be a non-empty string')
+    query = rule.get('query') or []
+    if not isinstance(query, list):
+        fail(f'"{key}.query" must be a list of {{field, op, value, type}}')
+    return EventRule(event_type, tuple(
+        _parse_term(q, fail, f'{key}.query[{n}]')
+        for n, q in enumerate(query)))
+
+
+def _parse_term(raw: typing.Any, fail: typing.Callable,
+                where: str) -> QueryTerm:
     if not isinstance(raw, dict):
         fail(f'{where} must be a mapping with field, op, value')
     field = raw.get('field')
@@ -195,7 +294,11 @@ def _parse_term(raw: typing.Any, fail: typing.Callable, n: int) -> QueryTerm:
         fail(f'{where}.op must be one of {", ".join(OPERATORS)}, got {op!r}')
     if 'value' not in raw:
         fail(f'{where}.value is missing')
-    type_name = raw.get('type', 'string')
+    extra = set(raw) - {'field', 'op', 'value', 'type'}
+    if extra:
+        fail(f'{where} has unknown keys: {", ".join(sorted(extra))}; '
+             f'allowed: field, op, value, type')
+    type_name = raw.get('type') or 'string'
     if type_name not in _QUERY_TYPES:
         fail(f'{where}.type must be one of {", ".join(_QUERY_TYPES)}, '
              f'got {type_name!r}')
@@ -203,4 +306,4 @@ def _parse_term(raw: typing.Any, fail: typing.Callable, n: int) -> QueryTerm:
         value = _QUERY_TYPES[type_name](raw['value'])
     except (TypeError, ValueError):
         fail(f'{where}.value {raw["value"]!r} is not a valid {type_name}')
-    return QueryTerm(field, op, value)
+    return QueryTerm(field, op, value, type_name)

@@ -14,19 +14,13 @@ from oslo_config import cfg
 from oslo_log import log as logging
 import oslo_messaging
 
-from doctor_plugin.alarms import definitions
 from doctor_plugin.alarms import evaluator as evaluator_mod
 from doctor_plugin import event as event_model
-from doctor_plugin import exceptions
 from doctor_plugin import messaging
 
 LOG = logging.getLogger(__name__)
 
 OPTS = [
-    cfg.StrOpt('alarm_definitions_file',
-               default='alarms.yaml',
-               help='Event alarm definitions (YAML). A relative path is '
-                    'looked up in the configuration directories.'),
     cfg.ListOpt('event_topics',
                 default=['alarm.all'],
                 help='Topics the listener takes Ceilometer-format events '
@@ -54,7 +48,7 @@ class EventEndpoint:
         for item in payload:
             if (isinstance(item, dict)
                     and isinstance(item.get('event_type'), str)
-                    and not self.evaluator.candidates(item['event_type'])):
+                    and not self.evaluator.watches(item['event_type'])):
                 # No alarm can match: skip decoding it (a failed host
                 # brings one event per instance).
                 continue
@@ -83,20 +77,15 @@ class AlarmListener:
 
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts) -> AlarmListener:
-        """Build the listener with the definitions file from ``conf``."""
-        conf.register_opts(OPTS, group='listener')
-        path = conf.find_file(conf.listener.alarm_definitions_file)
-        if path is None:
-            raise exceptions.ConfigurationError(
-                conf.listener.alarm_definitions_file, None,
-                'alarm definitions file not found in the configuration '
-                'directories; set [listener] alarm_definitions_file to its '
-                'path (a sample is etc/doctor_plugin/alarms.yaml)')
-        return cls(conf, evaluator_mod.EventAlarmEvaluator(
-            conf, definitions.load_file(path)))
+        """The listener of ``[alarms] definitions_file``, kept current."""
+        return cls(conf, evaluator_mod.EventAlarmEvaluator.from_conf(conf))
 
     def start(self) -> None:
         self._server.start()
+
+    def reload(self) -> None:
+        """Read the alarm definitions again (SIGHUP)."""
+        self.evaluator.reload()
 
     def stop(self) -> None:
         self._server.stop()

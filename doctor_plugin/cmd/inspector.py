@@ -15,5 +15,6 @@ def main(argv: list[str] | None = None) -> int:
         inspector = inspector_service.InspectorService(conf)
     except exceptions.DoctorPluginError as exc:
         return service.fail(exc, PROG)
-    service.run_until_signalled(inspector.start, inspector.stop)
+    service.run_until_signalled(inspector.start, inspector.stop,
+                                inspector.reload)
     return 0

@@ -15,5 +15,6 @@ def main(argv: list[str] | None = None) -> int:
         listener = alarm_listener.AlarmListener.from_conf(conf)
     except exceptions.DoctorPluginError as exc:
         return service.fail(exc, PROG)
-    service.run_until_signalled(listener.start, listener.stop)
+    service.run_until_signalled(listener.start, listener.stop,
+                                listener.reload)
     return 0

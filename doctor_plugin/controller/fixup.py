@@ -215,7 +215,7 @@ class NovaController:
 
         :param wait_idle: waits (at most the seconds it is given) until
             the notification work of the process is idle, e.g.
-            :meth:`doctor_plugin.inspector.engine.Activity.wait_idle`; a
+            :meth:`doctor_plugin.activity.Activity.wait_idle`; a
             call is held back :data:`MAX_YIELD` seconds at most
         """
         self._wait_idle = wait_idle

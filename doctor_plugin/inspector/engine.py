@@ -22,6 +22,7 @@ import uuid
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from doctor_plugin import activity as activity_mod
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.inspector import correlation
@@ -67,6 +68,10 @@ class Controller(typing.Protocol):
         """Start fixing the controller's view up; must not block."""
 
 
+#: The longest the per-instance events of a failure wait for the alarm
+#: actions (webhooks) of this process to finish, in seconds.
+INSTANCE_EVENTS_MAX_WAIT = 0.1
+
 _FANOUT_NAMESPACE = uuid.UUID('5d0c6a4e-9a8e-4f4e-b1c9-2b3c4d5e6f70')
 _FANOUT_NAMESPACE_BYTES = _FANOUT_NAMESPACE.bytes
 
@@ -94,36 +99,6 @@ class RecentIds:
                 self._ids.popitem(last=False)
 
 
-class Activity:
-    """Counts the notification work in progress, for others to yield to.
-
-    The inspector's own background work (the Nova fix-up) waits for a lull
-    before each of its calls, so that a fault arriving while an earlier
-    one is being fixed up is published without sharing the interpreter
-    with hundreds of instance resets.
-    """
-
-    def __init__(self) -> None:
-        self._busy = 0
-        self._cond = threading.Condition()
-
-    def __enter__(self) -> Activity:
-        with self._cond:
-            self._busy += 1
-        return self
-
-    def __exit__(self, *exc_info: typing.Any) -> None:
-        with self._cond:
-            self._busy -= 1
-            if not self._busy:
-                self._cond.notify_all()
-
-    def wait_idle(self, timeout: float) -> bool:
-        """Wait until no notification work runs; False after ``timeout``."""
-        with self._cond:
-            return self._cond.wait_for(lambda: not self._busy, timeout)
-
-
 class Inspector:
     """Correlate, fan out and publish events; then start the fix-up.
 
@@ -134,13 +109,16 @@ class Inspector:
     :param timeline: profiler marks (defaults to the process timeline)
     :param controller: fixes Nova up after the consumers were told; None
         for none
+    :param activity: where the notification work is counted (defaults to
+        the process's, which the alarm actions count in too)
     """
 
     def __init__(self, conf: cfg.ConfigOpts,
                  pipeline: pipeline_mod.Pipeline,
                  topology: topology_mod.HostTopology | None = None,
                  timeline: profiler.Timeline | None = None,
-                 controller: Controller | None = None) -> None:
+                 controller: Controller | None = None,
+                 activity: activity_mod.Activity | None = None) -> None:
         conf.register_opts(OPTS, group='inspector')
         self.conf = conf
         self.pipeline = pipeline
@@ -153,8 +131,9 @@ class Inspector:
         self.controller = controller
         self.hosts = correlation.HostStateTracker(conf, self._release_held)
         self._recent = RecentIds(conf.inspector.dedup_cache_size)
-        #: Held while events are correlated, fanned out and published.
-        self.activity = Activity()
+        #: Held while events are correlated, fanned out and published (and,
+        #: by the alarm evaluator, while alarm actions run).
+        self.activity = activity or activity_mod.NOTIFYING
 
     def process(self, events: typing.Sequence[event_model.Event]
                 ) -> list[event_model.Event]:
@@ -169,6 +148,7 @@ class Inspector:
 
     def _process(self, events: typing.Sequence[event_model.Event],
                  correlate: bool) -> list[event_model.Event]:
+        """:meth:`process`, holding :attr:`activity` (once)."""
         fresh: list[event_model.Event] = []
         seen: set[str] = set()
         for ev in events:
@@ -204,9 +184,17 @@ class Inspector:
         # The tenants are told. The per-instance events follow in a batch
         # of their own: built, serialised and decoded by every listener,
         # one per VM, they would otherwise hold the tenants' alarms back.
+        # They also wait (a little) for the tenants' webhooks that this
+        # process's alarms:// evaluation started: they would share the
+        # interpreter with them.
         instance_events = [e for ev, instances in failed_hosts
                            for e in self._instance_events(ev, instances)]
         if instance_events:
+            self.activity.end()
+            try:
+                self.activity.wait_idle(INSTANCE_EVENTS_MAX_WAIT)
+            finally:
+                self.activity.begin()
             self._publish(instance_events, fresh)
             out.extend(instance_events)
         for ev in fresh:

@@ -224,7 +224,7 @@ class TestLoadFile(base.TestCase):
                                 definitions.load_file, path)
         self.assertEqual(path, exc.source)
         self.assertIn('cannot read the alarm definitions', exc.problem)
-        self.assertIn('alarm_definitions_file', exc.problem)
+        self.assertIn('[alarms] definitions_file', exc.problem)
 
     def test_invalid_yaml(self):
         path = self.write('alarms: [\n')
@@ -256,10 +256,19 @@ class TestQueryTerm(base.TestCase):
         self.assertTrue(definitions.QueryTerm(
             'message_id', 'eq', self.event.message_id).matches(self.event))
 
-    def test_null_and_missing_never_match(self):
-        for field in ('traits.nothing', 'traits.absent', 'absent'):
+    def test_null_and_missing_match_only_ne(self):
+        for field in ('traits.nothing', 'traits.absent', 'absent',
+                      'raw.absent'):
             self.assertFalse(definitions.QueryTerm(
+                field, 'eq', 'x').matches(self.event), field)
+            self.assertTrue(definitions.QueryTerm(
                 field, 'ne', 'x').matches(self.event), field)
+
+    def test_raw_field(self):
+        event = event_model.Event.create('compute.host.down', {},
+                                         raw={'payload': {'zone': 'az1'}})
+        self.assertTrue(definitions.QueryTerm(
+            'raw.payload.zone', 'eq', 'az1').matches(event))
 
     def test_uncomparable_values_do_not_match(self):
         self.assertFalse(definitions.QueryTerm(

@@ -132,16 +132,18 @@ class TestAlarmListener(ListenerTestCase):
             f.write('alarms:\n'
                     '  - name: host-down\n'
                     '    event_rule: {event_type: compute.host.down}\n')
-        self.set_opts(group='listener', alarm_definitions_file=path)
+        self.conf.register_opts(evaluator.OPTS, group=evaluator.GROUP)
+        self.set_opts(group='alarms', definitions_file=path)
         alarm_listener = listener.AlarmListener.from_conf(self.conf)
         self.addCleanup(alarm_listener.evaluator.close)
         self.assertEqual(['host-down'],
                          [a.name for a in alarm_listener.evaluator.alarms])
 
     def test_from_conf_missing_file(self):
-        self.set_opts(group='listener',
-                      alarm_definitions_file='no-such-alarms-7b1e.yaml')
+        self.conf.register_opts(evaluator.OPTS, group=evaluator.GROUP)
+        self.set_opts(group='alarms',
+                      definitions_file='no-such-alarms-7b1e.yaml')
         exc = self.assertRaises(exceptions.ConfigurationError,
                                 listener.AlarmListener.from_conf, self.conf)
         self.assertEqual('no-such-alarms-7b1e.yaml', exc.source)
-        self.assertIn('alarm_definitions_file', exc.problem)
+        self.assertIn('[alarms] definitions_file', exc.problem)

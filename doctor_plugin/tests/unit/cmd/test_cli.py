@@ -41,8 +41,8 @@ class TestCLI(base.TestCase):
                     f'transport_url = fake://\n'
                     f'[inspector]\n'
                     f'topology_file = {ETC}/topology.yaml\n'
-                    f'[listener]\n'
-                    f'alarm_definitions_file = {alarms_path}\n'
+                    f'[alarms]\n'
+                    f'definitions_file = {alarms_path}\n'
                     + extra)
         return conf
 

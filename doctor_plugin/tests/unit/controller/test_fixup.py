@@ -4,10 +4,10 @@ import concurrent.futures
 import time
 import uuid
 
+from doctor_plugin import activity
 from doctor_plugin.controller import fixup
 from doctor_plugin.controller import nova
 from doctor_plugin import event as event_model
-from doctor_plugin.inspector import engine
 from doctor_plugin.inspector import topology
 from doctor_plugin.tests import base
 from doctor_plugin.tests.unit.controller import test_nova
@@ -318,10 +318,10 @@ class TestYieldToNotification(ControllerTestCase):
 
     def test_nova_calls_wait_while_notification_work_runs(self):
         controller = self.make_controller()
-        activity = engine.Activity()
-        controller.yield_to(activity.wait_idle)
+        work = activity.Activity()
+        controller.yield_to(work.wait_idle)
         instances = self.add_instances(3)
-        with activity:
+        with work:
             controller.handle(host_event(fault_id='fault-y'), instances)
             time.sleep(0.2)
             # Not a call went out while the inspector was busy.
@@ -333,10 +333,10 @@ class TestYieldToNotification(ControllerTestCase):
 
     def test_a_busy_inspector_delays_but_never_starves_the_fix_up(self):
         controller = self.make_controller()
-        activity = engine.Activity()
-        controller.yield_to(activity.wait_idle)
+        work = activity.Activity()
+        controller.yield_to(work.wait_idle)
         instances = self.add_instances(2)
-        with activity:
+        with work:
             started = time.monotonic()
             controller.handle(host_event(fault_id='fault-s'), instances)
             result = controller.wait('fault-s', WAIT)

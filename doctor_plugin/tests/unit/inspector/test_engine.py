@@ -7,6 +7,7 @@ import threading
 
 import fixtures
 
+from doctor_plugin import activity
 from doctor_plugin import consumer
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
@@ -450,11 +451,11 @@ class TestActivity(InspectorTestCase):
         self.assertTrue(inspector.activity.wait_idle(0))
 
     def test_wait_idle_returns_when_the_work_ends(self):
-        activity = engine.Activity()
+        work = activity.Activity()
         done = []
-        with activity:
+        with work:
             waiter = threading.Thread(
-                target=lambda: done.append(activity.wait_idle(5)))
+                target=lambda: done.append(work.wait_idle(5)))
             waiter.start()
             waiter.join(0.1)
             self.assertTrue(waiter.is_alive())
