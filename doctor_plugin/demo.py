@@ -14,12 +14,14 @@ import json
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 import typing
 import uuid
 
 from oslo_config import cfg
+import yaml
 
 from doctor_plugin.alarms import definitions
 from doctor_plugin.alarms import evaluator as evaluator_mod
@@ -32,6 +34,7 @@ from doctor_plugin.inspector import topology as topology_mod
 from doctor_plugin import messaging
 from doctor_plugin.monitors import reporter as reporter_mod
 from doctor_plugin.monitors import tcp
+from doctor_plugin.notifiers import alarms as alarms_notifier
 from doctor_plugin import opts
 from doctor_plugin import pipeline as pipeline_mod
 from doctor_plugin import profiler
@@ -79,10 +82,15 @@ class ChainSettings:
     #: Run the Nova stand-in in a process of its own, as Nova would be
     #: (the benchmark does); it then sends no notifications.
     nova_process: bool = False
-    #: Run the alarm listener in a process of its own, as
-    #: doctor-plugin-listener is deployed (the benchmark does): the
-    #: inspector's work, the controller's included, then does not compete
-    #: with it for the GIL. T07 and T08 are then not on the timeline.
+    #: Where the tenants' alarms are evaluated: ``inspector``, by an
+    #: ``alarms://`` sink of the inspector's pipeline (the events still go
+    #: onto the bus for Aodh), or ``listener``, by an alarm listener that
+    #: takes them off the bus (doctor-plugin-listener's way).
+    alarms_in: str = 'inspector'
+    #: With ``alarms_in = 'listener'``, run the listener in a process of
+    #: its own, as doctor-plugin-listener is deployed: the inspector's
+    #: work then does not compete with it for the GIL. T07 and T08 are
+    #: then not on the timeline.
     listener_process: bool = False
 
 
@@ -149,14 +157,21 @@ def tenant_topology(settings: ChainSettings) -> topology_mod.HostTopology:
 def tenant_alarms(settings: ChainSettings, consumer_url: str
                   ) -> list[definitions.AlarmDefinition]:
     """One host-down event alarm per tenant, each to its own webhook path."""
-    return definitions.parse({'alarms': [
+    return definitions.parse(tenant_alarm_document(settings, consumer_url),
+                             '<demo alarms>')
+
+
+def tenant_alarm_document(settings: ChainSettings, consumer_url: str
+                          ) -> dict:
+    """:func:`tenant_alarms` as the definitions file holds them."""
+    return {'alarms': [
         {'name': f'host-down-tenant-{t:03d}',
          'project_id': f'tenant-{t:03d}',
          'severity': 'critical',
          'repeat_actions': settings.repeat_actions,
          'event_rule': {'event_type': 'compute.host.down'},
          'alarm_actions': [f'{consumer_url}/tenants/tenant-{t:03d}']}
-        for t in range(settings.tenants)]}, '<demo alarms>')
+        for t in range(settings.tenants)]}
 
 
 def make_listener(settings: ChainSettings, conf: cfg.ConfigOpts,
@@ -218,6 +233,9 @@ class Chain:
         self.conf = make_conf(settings)
         self.nova: (nova_standin.NovaStandIn
                     | nova_standin.NovaStandInProcess | None) = None
+        self.listener: (alarm_listener.AlarmListener | ListenerProcess
+                        | None) = None
+        self._alarms_file: typing.IO[str] | None = None
         # The consumer runs from here on: its URL goes into the alarms.
         if settings.consumer_process:
             self.consumer = consumer_mod.ConsumerProcess(
@@ -252,22 +270,42 @@ class Chain:
                                group='nova')
 
     def _build(self, settings: ChainSettings) -> None:
+        if settings.alarms_in not in ('inspector', 'listener'):
+            raise ValueError(f'alarms_in must be "inspector" or "listener",'
+                             f' not {settings.alarms_in!r}')
         if settings.nova:
             self._start_nova(settings)
+        sinks = ['bus']
+        notifiers = {'bus': ['messaging://?topic=' + settings.event_topic
+                             + '&notification_topic=']}
+        if settings.alarms_in == 'inspector':
+            # The definitions file the alarms:// sink reads, as an
+            # operator would write it.
+            self._alarms_file = tempfile.NamedTemporaryFile(
+                'w', prefix='doctor-demo-alarms-', suffix='.yaml')
+            yaml.safe_dump(tenant_alarm_document(settings,
+                                                 self.consumer.url),
+                           self._alarms_file)
+            self._alarms_file.flush()
+            sinks.append('alarms')
+            notifiers['alarms'] = [f'alarms://{self._alarms_file.name}']
         pipeline = pipeline_mod.Pipeline(
             self.conf, pipeline_mod.PipelineDefinition.from_dict(
                 {'sources': [{'name': 'host_faults',
                               'events': ['compute.host.*'],
-                              'sinks': ['bus']}],
-                 'sinks': [{'name': 'bus',
-                            'notifiers': [
-                                'messaging://?topic=' + settings.event_topic
-                                + '&notification_topic=']}]},
+                              'sinks': sinks}],
+                 'sinks': [{'name': name, 'notifiers': notifiers[name]}
+                           for name in sinks]},
                 '<demo pipeline>'))
+        for notifier in pipeline.notifiers.values():
+            if isinstance(notifier, alarms_notifier.AlarmEvaluatorNotifier):
+                notifier.evaluator.timeline = self.timeline
         self.inspector = inspector_service.InspectorService(
             self.conf, pipeline=pipeline,
             topology=None if settings.nova else tenant_topology(settings),
             timeline=self.timeline)
+        if settings.alarms_in == 'inspector':
+            return
         if settings.listener_process:
             if settings.transport_url.startswith('fake'):
                 raise ValueError(
@@ -283,7 +321,8 @@ class Chain:
                            alarm.received_at)
 
     def start(self) -> Chain:
-        self.listener.start()
+        if self.listener is not None:
+            self.listener.start()
         self.inspector.start()
         self.conf.set_override('inspector_url',
                                f'{self.inspector.url}/events',
@@ -298,7 +337,10 @@ class Chain:
 
     def stop(self) -> None:
         self.inspector.stop()
-        self.listener.stop()
+        if self.listener is not None:
+            self.listener.stop()
+        if self._alarms_file is not None:
+            self._alarms_file.close()
         self.consumer.stop()
         if self.nova is not None:
             self.nova.stop()
@@ -414,7 +456,7 @@ def run_demo(settings: ChainSettings, timeout: float,
         if settings.transport_url.startswith('fake'):
             write('  (the embedded fake:// bus polls every 50 ms; use '
                   '--transport-url rabbit://... for broker figures)')
-        if settings.listener_process:
+        if settings.alarms_in == 'listener' and settings.listener_process:
             write('  (T07 and T08 are marked in the alarm listener, which '
                   'runs in a process of its own)')
         if fixup_line:

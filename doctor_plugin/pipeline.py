@@ -274,6 +274,11 @@ class Pipeline:
             return {url: exc}
         return {}
 
+    def reload(self) -> None:
+        """Have every notifier read its definition files again."""
+        for notifier in self.notifiers.values():
+            notifier.reload()
+
     def close(self) -> None:
         self._executor.shutdown(wait=True)
         for notifier in self.notifiers.values():

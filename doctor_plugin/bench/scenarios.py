@@ -205,6 +205,7 @@ def _bench_settings(options: BenchOptions, **kwargs: typing.Any
         transport_url=options.transport_url, repeat_actions=True,
         consumer_process=True, report_repeats=True, nova=True,
         nova_process=True, listener_process=True,
+        alarms_in=kwargs.pop('alarms_in', 'inspector'),
         event_topic=f'alarm.bench-{uuid.uuid4()}',
         **kwargs)
 
@@ -218,6 +219,21 @@ def run_b1(options: BenchOptions,
     return run_host_failures(
         'B1', _bench_settings(options, vms=100, tenants=10, host='b1'),
         options.trials or 200, 20.0, options, log, baseline=True)
+
+
+def run_b1_bus(options: BenchOptions,
+               log: typing.Callable[[str], None]) -> harness.ScenarioResult:
+    """B1 with the tenants' alarms evaluated across the bus.
+
+    As B1, but the inspector only publishes and an alarm listener in a
+    process of its own takes the events off RabbitMQ, evaluates them and
+    calls the webhooks, as doctor-plugin-listener (or Aodh) would. The
+    difference from B1 is what the bus hop and a second process cost.
+    """
+    return run_host_failures(
+        'B1-bus', _bench_settings(options, vms=100, tenants=10, host='b1',
+                                  alarms_in='listener'),
+        options.trials or 200, 20.0, options, log)
 
 
 def run_b3(options: BenchOptions,
@@ -243,6 +259,7 @@ def run_b4(options: BenchOptions,
 
 SCENARIOS: dict[str, typing.Callable[..., harness.ScenarioResult]] = {
     'B1': run_b1,
+    'B1-bus': run_b1_bus,
     'B3': run_b3,
     'B4': run_b4,
     'B7': memory.run_b7,

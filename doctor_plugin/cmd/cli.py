@@ -51,10 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         'demo', help='run the whole Doctor chain once on this machine',
         description='Simulate a compute host fault and follow it through '
-                    'monitor, inspector, message bus, alarm listener and '
-                    'the tenants\' consumer webhooks, and the fix-up of a '
-                    'local Nova stand-in; print the Doctor timeline. Exits '
-                    '1 if a consumer missed its alarm.')
+                    'monitor, inspector (with its alarm evaluation), '
+                    'message bus and the tenants\' consumer webhooks, and '
+                    'the fix-up of a local Nova stand-in; print the Doctor '
+                    'timeline. Exits 1 if a consumer missed its alarm.')
     p.add_argument('--transport-url', default=messaging.FAKE_TRANSPORT_URL,
                    help='oslo.messaging transport (default: the embedded '
                         'fake:// bus; e.g. '
@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--no-nova', dest='nova', action='store_false',
                    help='run without the Nova stand-in: a static topology '
                         'and no controller (T03/T04 stay empty)')
+    p.add_argument('--alarms-in', choices=('inspector', 'listener'),
+                   default='inspector',
+                   help="where the tenants' alarms are evaluated: by the "
+                        "inspector's alarms:// sink (default), or by an "
+                        "alarm listener taking the events off the bus, as "
+                        "doctor-plugin-listener does")
 
     p = sub.add_parser(
         'bench', help='measure the figures of shared/BENCHMARKS.md',
@@ -110,7 +116,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = demo.ChainSettings(
         transport_url=args.transport_url, vms=args.vms,
         tenants=args.tenants, nova=args.nova, consumer_process=True,
-        nova_process=args.nova,
+        nova_process=args.nova, alarms_in=args.alarms_in,
         listener_process=not args.transport_url.startswith('fake'))
     return demo.run_demo(settings, args.timeout, interval=args.interval)
 
@@ -172,12 +178,11 @@ def cmd_validate_config(args: argparse.Namespace) -> int:
                 plugins.load_notifier(conf, url).close()
         checks.append(f'pipeline {path}: {len(definition.sources)} '
                       f'source(s), {len(definition.sinks)} sink(s)')
-        path = conf.find_file(conf.listener.alarm_definitions_file)
+        path = conf.find_file(conf.alarms.definitions_file)
         if path is not None:
             alarms = definitions.load_file(path)
             for alarm in alarms:
-                for url in (alarm.alarm_actions + alarm.ok_actions
-                            + alarm.insufficient_data_actions):
+                for url in alarm.action_urls():
                     plugins.load_notifier(conf, url).close()
             checks.append(f'alarm definitions {path}: {len(alarms)} '
                           f'alarm(s)')

@@ -126,6 +126,10 @@ class InspectorService:
         LOG.info('Inspector API listening on %s', self.url)
         return self
 
+    def reload(self) -> None:
+        """Read the notifiers' definition files (alarms) again: SIGHUP."""
+        self.pipeline.reload()
+
     def stop(self) -> None:
         self.server.stop()
         if self.listener is not None:

@@ -72,5 +72,11 @@ class NotifierBase(metaclass=abc.ABCMeta):
             not be reached or refused the events
         """
 
+    def reload(self) -> None:
+        """Read the target's own definition files again (SIGHUP).
+
+        The default has none.
+        """
+
     def close(self) -> None:
         """Release connections and threads; the default has none."""

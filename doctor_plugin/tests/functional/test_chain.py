@@ -49,6 +49,19 @@ class TestChainOverRabbit(base.FunctionalTestCase):
         self.assertEqual(0, rc, text + err.getvalue())
         self.assertIn('received 3 alarm(s)', text)
         self.assertIn('Nova fix-up: success', text)
+        # The inspector evaluated the alarms itself.
+        self.assertIn('T07', text)
+        self.assertIn('T08', text)
+
+    def test_demo_with_the_alarms_evaluated_across_the_bus(self):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = cli.main(['demo', '--transport-url', base.TRANSPORT_URL,
+                           '--vms', '12', '--tenants', '3',
+                           '--alarms-in', 'listener', '--timeout', '10'])
+        text = out.getvalue()
+        self.assertEqual(0, rc, text + err.getvalue())
+        self.assertIn('received 3 alarm(s)', text)
         # The listener is a process of its own over a real broker.
         self.assertIn('T07 and T08 are marked in the alarm listener', text)
 

@@ -56,8 +56,9 @@ port = {self.port}
 topology_file = {self.dir}/topology.yaml
 notification_topics = versioned_notifications.svc-{self.run_id}
 notification_pool = doctor-inspector.svc-{self.run_id}
+[alarms]
+definitions_file = {self.dir}/alarms.yaml
 [listener]
-alarm_definitions_file = {self.dir}/alarms.yaml
 event_topics = {topic}
 """)
         self.addCleanup(
@@ -141,6 +142,53 @@ event_topics = {topic}
                          self.outputs['doctor-plugin-inspector'])
         self.assertEqual(0, listener.returncode,
                          self.outputs['doctor-plugin-listener'])
+
+    def report(self, status='down', host='compute-7'):
+        fault = monitor_base.FaultReport(host, status, 'functional',
+                                         detected_at=time.time())
+        resp = requests.put(f'http://127.0.0.1:{self.port}/events',
+                            json=[fault.as_doctor_event()], timeout=5)
+        self.assertEqual(200, resp.status_code, resp.text)
+        return fault
+
+    def test_inspector_evaluates_alarms_itself(self):
+        # The pipeline of etc/doctor_plugin/pipeline.yaml: bus and alarms.
+        topic = f'alarm.svc-{self.run_id}'
+        self.write('pipeline.yaml', {
+            'sources': [{'name': 'faults', 'events': ['compute.host.*'],
+                         'sinks': ['bus', 'alarms']}],
+            'sinks': [{'name': 'bus', 'notifiers': [
+                f'messaging://?topic={topic}&notification_topic=']},
+                {'name': 'alarms', 'notifiers': ['alarms://']}]})
+        inspector, stop_inspector = self.spawn('doctor-plugin-inspector')
+        self.wait_healthy(inspector,
+                          f'http://127.0.0.1:{self.port}/healthz')
+        fault = self.report()
+        alarms = self.consumer.wait_for(2, timeout=15)
+        self.assertEqual(['/tenant-a', '/tenant-b'],
+                         sorted(a.path for a in alarms))
+        self.assertEqual({fault.monitor_event_id},
+                         {a.trait('monitor_event_id') for a in alarms})
+        # A new tenant alarm takes effect on SIGHUP, for the next fault.
+        self.write('alarms.yaml', {'alarms': [
+            {'name': 'host-down-tenant-b-v2', 'project_id': 'tenant-b',
+             'event_rule': {'event_type': 'compute.host.down'},
+             'alarm_actions': [f'{self.consumer.url}/tenant-b/v2']}]})
+        inspector.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 15
+        while ('Reloaded alarm definitions' not in inspector.output()
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        self.assertIn('Reloaded alarm definitions', inspector.output())
+        self.consumer.clear()
+        # The host recovers and fails again.
+        self.report('up')
+        self.report('down')
+        (alarm,) = self.consumer.wait_for(1, timeout=15)
+        self.assertEqual('/tenant-b/v2', alarm.path)
+        stop_inspector()
+        self.assertEqual(0, inspector.returncode,
+                         self.outputs['doctor-plugin-inspector'])
 
     def test_misspelt_plugin_is_a_startup_error(self):
         self.write('pipeline.yaml', {

@@ -36,7 +36,8 @@ class TestPlacement(base.TestCase):
 class TestChainSettings(base.TestCase):
 
     def test_listener_process_needs_a_real_broker(self):
-        settings = demo.ChainSettings(listener_process=True)
+        settings = demo.ChainSettings(alarms_in='listener',
+                                      listener_process=True)
         exc = self.assertRaises(ValueError, demo.Chain, settings,
                                 self.timeline)
         self.assertIn('fake://', str(exc))

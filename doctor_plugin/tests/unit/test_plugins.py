@@ -10,7 +10,7 @@ from doctor_plugin.transformers import doctor
 class TestAvailable(base.TestCase):
 
     def test_notifiers(self):
-        self.assertEqual(['http', 'https', 'log', 'messaging'],
+        self.assertEqual(['alarms', 'http', 'https', 'log', 'messaging'],
                          plugins.available(plugins.NOTIFIERS_NAMESPACE))
 
     def test_unknown_namespace_is_empty(self):
@@ -32,13 +32,13 @@ class TestLoadDriver(base.TestCase):
                                 self.conf, 'ftp://x')
         self.assertEqual('doctor_plugin.notifiers', exc.namespace)
         self.assertEqual('ftp', exc.name)
-        self.assertEqual(['http', 'https', 'log', 'messaging'],
+        self.assertEqual(['alarms', 'http', 'https', 'log', 'messaging'],
                          exc.available)
         message = str(exc)
         self.assertIn("'ftp'", message)
         self.assertIn("'doctor_plugin.notifiers'", message)
         self.assertIn('no such entry point', message)
-        self.assertIn('Available plugins: http, https, log, messaging',
+        self.assertIn('Available plugins: alarms, http, https, log, messaging',
                       message)
 
     def test_missing_namespace_says_none_installed(self):
@@ -144,6 +144,7 @@ class TestDescribe(base.TestCase):
 
     def test_lists_each_plugin_with_its_target(self):
         rows = dict(plugins.describe(plugins.NOTIFIERS_NAMESPACE))
-        self.assertEqual(['http', 'https', 'log', 'messaging'], list(rows))
+        self.assertEqual(['alarms', 'http', 'https', 'log', 'messaging'],
+                         list(rows))
         self.assertEqual('ok (doctor_plugin.notifiers.log:LogNotifier)',
                          rows['log'])

@@ -1,0 +1,58 @@
+"""Evaluate events against event alarms in this process: ``alarms://``.
+
+A pipeline sink with ``alarms://`` makes the inspector evaluate its own
+events (the per-tenant fan-out of a host fault) and run the alarms'
+actions itself, so a tenant's webhook is called without the events first
+crossing the bus to a ``doctor-plugin-listener``. The definitions are
+``[alarms] definitions_file``, or the file the URL names
+(``alarms:///etc/doctor_plugin/tenant-alarms.yaml``); the file is read
+again when it changes and on SIGHUP.
+
+Keep ``messaging://`` in the pipeline beside it for Aodh and other
+consumers of the bus, and do not also run ``doctor-plugin-listener`` on
+the same definitions: each alarm would fire twice.
+"""
+
+from __future__ import annotations
+
+import typing
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from doctor_plugin.alarms import evaluator as evaluator_mod
+from doctor_plugin import event as event_model
+from doctor_plugin import exceptions
+from doctor_plugin.notifiers import base
+
+LOG = logging.getLogger(__name__)
+
+
+class AlarmEvaluatorNotifier(base.NotifierBase):
+    """Hand each batch to an in-process :class:`EventAlarmEvaluator`.
+
+    Delivery returns once the alarms are evaluated and their actions
+    started; an action that fails is logged by the evaluator and does not
+    fail the pipeline's other notifiers.
+    """
+
+    def __init__(self, conf: cfg.ConfigOpts, url: str) -> None:
+        super().__init__(conf, url)
+        if self.params or self.parsed_url.netloc:
+            raise exceptions.ConfigurationError(
+                'notifier URL', url,
+                'alarms:// takes no host and no query parameters; write '
+                'alarms:// for [alarms] definitions_file or '
+                'alarms:///path/to/alarms.yaml for another file')
+        self.evaluator = evaluator_mod.EventAlarmEvaluator.from_conf(
+            conf, self.parsed_url.path or None)
+
+    def notify(self, events: typing.Sequence[event_model.Event],
+               alarm: base.AlarmNotification | None = None) -> None:
+        self.evaluator.evaluate(events)
+
+    def reload(self) -> None:
+        self.evaluator.reload()
+
+    def close(self) -> None:
+        self.evaluator.close()

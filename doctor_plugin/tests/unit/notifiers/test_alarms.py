@@ -1,0 +1,138 @@
+"""Tests of the alarms:// notifier: alarm evaluation in the pipeline."""
+
+import os
+import uuid
+
+import fixtures
+import yaml
+
+from doctor_plugin.alarms import evaluator
+from doctor_plugin import consumer
+from doctor_plugin import event as event_model
+from doctor_plugin import exceptions
+from doctor_plugin.inspector import engine
+from doctor_plugin.inspector import topology
+from doctor_plugin.notifiers import alarms
+from doctor_plugin.notifiers import webhook
+from doctor_plugin import pipeline
+from doctor_plugin import plugins
+from doctor_plugin import profiler
+from doctor_plugin.tests import base
+
+
+class AlarmsNotifierTestCase(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.conf.register_opts(evaluator.OPTS, group=evaluator.GROUP)
+        self.conf.register_opts(webhook.OPTS, group='notifier')
+        self.set_opts(group='notifier', webhook_max_retries=0)
+        self.set_opts(group='alarms', reload_interval=0.0)
+        self.dir = self.useFixture(fixtures.TempDir()).path
+        self.receiver = consumer.ConsumerServer().start()
+        self.addCleanup(self.receiver.stop)
+
+    def write_alarms(self, name='alarms.yaml', tenants=('tenant-a',)):
+        path = os.path.join(self.dir, name)
+        with open(path, 'w') as f:
+            yaml.safe_dump({'alarms': [
+                {'name': f'host-down-{t}', 'project_id': t,
+                 'event_rule': {'event_type': 'compute.host.down'},
+                 'alarm_actions': [f'{self.receiver.url}/{t}']}
+                for t in tenants]}, f)
+        return path
+
+
+class TestAlarmsNotifier(AlarmsNotifierTestCase):
+
+    def test_loads_by_scheme_with_the_configured_file(self):
+        self.set_opts(group='alarms', definitions_file=self.write_alarms())
+        notifier = plugins.load_notifier(self.conf, 'alarms://')
+        self.addCleanup(notifier.close)
+        self.assertIsInstance(notifier, alarms.AlarmEvaluatorNotifier)
+        self.assertEqual(['host-down-tenant-a'],
+                         [a.name for a in notifier.evaluator.alarms])
+
+    def test_url_path_names_another_file(self):
+        path = self.write_alarms('other.yaml', ('tenant-b',))
+        notifier = plugins.load_notifier(self.conf, f'alarms://{path}')
+        self.addCleanup(notifier.close)
+        self.assertEqual(['host-down-tenant-b'],
+                         [a.name for a in notifier.evaluator.alarms])
+
+    def test_host_or_parameters_are_refused(self):
+        for url in ('alarms://somewhere/alarms.yaml', 'alarms://?x=1'):
+            exc = self.assertRaises(exceptions.ConfigurationError,
+                                    alarms.AlarmEvaluatorNotifier,
+                                    self.conf, url)
+            self.assertIn('alarms:///path/to/alarms.yaml', str(exc))
+
+    def test_missing_file_is_a_startup_error(self):
+        exc = self.assertRaises(exceptions.ConfigurationError,
+                                alarms.AlarmEvaluatorNotifier, self.conf,
+                                f'alarms://{self.dir}/none.yaml')
+        self.assertIn('[alarms] definitions_file', exc.problem)
+
+    def test_an_alarm_may_not_evaluate_its_own_notification(self):
+        path = os.path.join(self.dir, 'loop.yaml')
+        with open(path, 'w') as f:
+            yaml.safe_dump({'alarms': [{
+                'name': 'loop', 'event_rule': {},
+                'alarm_actions': ['alarms://']}]}, f)
+        exc = self.assertRaises(exceptions.ConfigurationError,
+                                alarms.AlarmEvaluatorNotifier, self.conf,
+                                f'alarms://{path}')
+        self.assertIn('alarm_actions', exc.problem)
+
+    def test_pipeline_reload_rereads_the_file(self):
+        path = self.write_alarms()
+        pipe = pipeline.Pipeline(self.conf, pipeline.PipelineDefinition
+                                 .from_dict({
+                                     'sources': [{'name': 's',
+                                                  'events': ['*'],
+                                                  'sinks': ['a']}],
+                                     'sinks': [{'name': 'a', 'notifiers': [
+                                         f'alarms://{path}']}]}))
+        self.addCleanup(pipe.close)
+        self.write_alarms(tenants=('tenant-a', 'tenant-b'))
+        pipe.reload()
+        (notifier,) = pipe.notifiers.values()
+        self.assertEqual(2, len(notifier.evaluator.alarms))
+
+
+class TestInspectorEvaluates(AlarmsNotifierTestCase):
+    """The inspector's own fan-out fires the tenants' alarms: no bus."""
+
+    def test_each_tenant_is_told_once_with_its_instances(self):
+        path = self.write_alarms(tenants=('tenant-a', 'tenant-b'))
+        pipe = pipeline.Pipeline(self.conf, pipeline.PipelineDefinition
+                                 .from_dict({
+                                     'sources': [{'name': 'hosts',
+                                                  'events': ['compute.host.*'],
+                                                  'sinks': ['a']}],
+                                     'sinks': [{'name': 'a', 'notifiers': [
+                                         f'alarms://{path}', 'log://']}]}))
+        self.addCleanup(pipe.close)
+        topo = topology.HostTopology([
+            topology.Instance('vm-1', 'tenant-a', 'compute-1'),
+            topology.Instance('vm-2', 'tenant-a', 'compute-1'),
+            topology.Instance('vm-3', 'tenant-b', 'compute-1'),
+            topology.Instance('vm-4', 'tenant-c', 'compute-2')])
+        inspector = engine.Inspector(self.conf, pipe, topo,
+                                     timeline=self.timeline)
+        self.addCleanup(inspector.close)
+        fault_id = str(uuid.uuid4())
+        host_down = event_model.Event.create(
+            'compute.host.down', {'host': 'compute-1',
+                                  'monitor_event_id': fault_id})
+
+        inspector.process([host_down])
+
+        received = self.receiver.wait_for(2, timeout=5)
+        self.assertEqual(
+            {('/tenant-a', 'vm-1,vm-2'), ('/tenant-b', 'vm-3')},
+            {(a.path, a.trait('instance_ids')) for a in received})
+        # Marked on the process's timeline, as a deployed inspector is.
+        marks = profiler.TIMELINE.marks(fault_id)
+        self.assertIn('T07', marks)
+        self.assertIn('T08', marks)
