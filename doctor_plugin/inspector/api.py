@@ -1,7 +1,9 @@
 """The inspector's HTTP API, in OPNFV Doctor's format.
 
-``PUT /events`` takes Doctor's inspector event list, ``GET /healthz``
-answers a load balancer. Errors are JSON: ``{"error": {"code", "title",
+``PUT /events`` takes Doctor's inspector event list, ``PUT
+/events/ceilometer`` a list of events in Ceilometer's format (what our
+``doctor://`` Ceilometer publisher sends), ``GET /healthz`` answers a load
+balancer. Errors are JSON: ``{"error": {"code", "title",
 "message", "field"}}``, where ``field`` names the offending part of the
 body. Nothing invalid reaches the bus: a body is transformed as a whole
 before any event is published.
@@ -66,21 +68,28 @@ class InspectorAPI:
     """
 
     def __init__(self, conf: cfg.ConfigOpts, inspector: engine.Inspector,
-                 transformer: transformer_base.TransformerBase) -> None:
+                 transformer: transformer_base.TransformerBase,
+                 ceilometer_transformer: transformer_base.TransformerBase
+                 | None = None) -> None:
         conf.register_opts(OPTS, group='inspector')
         self.conf = conf
         self.inspector = inspector
         self.transformer = transformer
+        self.routes = {'/events': transformer}
+        if ceilometer_transformer is not None:
+            self.routes['/events/ceilometer'] = ceilometer_transformer
 
     @webob.dec.wsgify
     def __call__(self, req: webob.Request) -> webob.Response:
-        if req.path_info.rstrip('/') == '/events':
+        path = req.path_info.rstrip('/')
+        transformer = self.routes.get(path)
+        if transformer is not None:
             if req.method != 'PUT':
-                resp = _error(405, f'{req.method} is not allowed on /events;'
-                                   f' report faults with PUT')
+                resp = _error(405, f'{req.method} is not allowed on {path};'
+                                   f' report events with PUT')
                 resp.allow = ('PUT',)
                 return resp
-            return self.put_events(req)
+            return self.put_events(req, transformer)
         if req.path_info == '/healthz':
             if req.method not in ('GET', 'HEAD'):
                 resp = _error(405, 'use GET on /healthz')
@@ -88,9 +97,13 @@ class InspectorAPI:
                 return resp
             return webob.Response(json_body={'status': 'ok'})
         return _error(404, f'no such resource {req.path_info}; the '
-                           f'inspector serves PUT /events and GET /healthz')
+                           f'inspector serves PUT '
+                           f'{" and PUT ".join(self.routes)}, and GET '
+                           f'/healthz')
 
-    def put_events(self, req: webob.Request) -> webob.Response:
+    def put_events(self, req: webob.Request,
+                   transformer: transformer_base.TransformerBase
+                   ) -> webob.Response:
         limit = self.conf.inspector.max_request_body_size
         if req.content_length is not None and req.content_length > limit:
             return _error(413, f'request body of {req.content_length} bytes '
@@ -108,7 +121,7 @@ class InspectorAPI:
         except ValueError as exc:
             return _error(400, f'body is not valid JSON: {exc}')
         try:
-            events = self.transformer.transform(payload)
+            events = transformer.transform(payload)
         except exceptions.InvalidPayload as exc:
             return _error(400, str(exc), exc.field)
         try:

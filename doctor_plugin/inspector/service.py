@@ -97,7 +97,10 @@ class InspectorService:
         api_transformer = plugins.load_driver(
             plugins.TRANSFORMERS_NAMESPACE, conf.inspector.api_transformer,
             conf)
-        self.app = api.InspectorAPI(conf, self.engine, api_transformer)
+        self.app = api.InspectorAPI(
+            conf, self.engine, api_transformer,
+            plugins.load_driver(plugins.TRANSFORMERS_NAMESPACE,
+                                'ceilometer', conf))
         self.server = api.APIServer(self.app, conf.inspector.host,
                                     conf.inspector.port)
         self.listener = None

@@ -92,11 +92,26 @@ class InspectorReporter:
             rejected the report (4xx) or could not take it after
             ``report_retries`` retries.
         """
-        data = json.dumps([report.as_doctor_event()]).encode('utf-8')
-        with self._lock:
-            self._send(report, data)
+        self.send([report.as_doctor_event()],
+                  f'host {report.hostname} {report.status}',
+                  f' (event {report.monitor_event_id})')
 
-    def _send(self, report: base.FaultReport, data: bytes) -> None:
+    def send(self, body: list, what: str, detail: str = '',
+             url: str | None = None) -> None:
+        """PUT ``body`` (JSON) to the inspector, retrying as configured.
+
+        :param what: what is reported, for logs and errors
+            ("host compute-1 down")
+        :param detail: added to the success log line
+        :param url: another path of the inspector API than
+            ``[monitor] inspector_url``
+        :raises doctor_plugin.exceptions.DeliveryError: as :meth:`__call__`
+        """
+        data = json.dumps(body).encode('utf-8')
+        with self._lock:
+            self._send(data, what, detail, url or self.url)
+
+    def _send(self, data: bytes, what: str, detail: str, url: str) -> None:
         attempts = self.retries + 1
         last_failure = ''
         for attempt in range(attempts):
@@ -106,46 +121,39 @@ class InspectorReporter:
             started = time.monotonic()
             try:
                 response = self._http.request(
-                    'PUT', self.url, body=data, headers=_HEADERS,
+                    'PUT', url, body=data, headers=_HEADERS,
                     timeout=self._timeout, redirect=False)
             except (urllib3_exc.HTTPError, OSError) as exc:
                 last_failure = httperrors.describe(exc, self.timeout)
                 LOG.warning('Attempt %(attempt)d/%(attempts)d to report '
-                            'host %(host)s %(status)s to %(url)s failed: '
-                            '%(error)s',
+                            '%(what)s to %(url)s failed: %(error)s',
                             {'attempt': attempt + 1, 'attempts': attempts,
-                             'host': report.hostname,
-                             'status': report.status, 'url': self.url,
+                             'what': what, 'url': url,
                              'error': last_failure})
                 continue
             if response.status < 300:
-                LOG.info('Reported host %(host)s %(status)s (event '
-                         '%(id)s) to %(url)s in %(ms).1f ms',
-                         {'host': report.hostname, 'status': report.status,
-                          'id': report.monitor_event_id, 'url': self.url,
+                LOG.info('Reported %(what)s%(detail)s to %(url)s in '
+                         '%(ms).1f ms',
+                         {'what': what, 'detail': detail, 'url': url,
                           'ms': (time.monotonic() - started) * 1000.0})
                 return
             error = _error_body(response)
             if response.status < 500:
                 LOG.error('The inspector at %(url)s rejected the report of '
-                          'host %(host)s %(status)s: HTTP %(code)d %(error)s',
-                          {'url': self.url, 'host': report.hostname,
-                           'status': report.status,
+                          '%(what)s: HTTP %(code)d %(error)s',
+                          {'url': url, 'what': what,
                            'code': response.status, 'error': error})
                 raise exceptions.DeliveryError(
-                    f'the inspector at {self.url} rejected the report of '
-                    f'host {report.hostname} {report.status} with HTTP '
-                    f'{response.status}: {error}')
+                    f'the inspector at {url} rejected the report of '
+                    f'{what} with HTTP {response.status}: {error}')
             last_failure = f'HTTP {response.status}: {error}'
-            LOG.warning('Attempt %(attempt)d/%(attempts)d to report host '
-                        '%(host)s %(status)s to %(url)s failed: %(error)s',
+            LOG.warning('Attempt %(attempt)d/%(attempts)d to report '
+                        '%(what)s to %(url)s failed: %(error)s',
                         {'attempt': attempt + 1, 'attempts': attempts,
-                         'host': report.hostname, 'status': report.status,
-                         'url': self.url, 'error': last_failure})
+                         'what': what, 'url': url, 'error': last_failure})
         raise exceptions.DeliveryError(
-            f'could not report host {report.hostname} {report.status} to '
-            f'the inspector at {self.url} after {attempts} attempt(s); '
-            f'last error: {last_failure}. Check that '
+            f'could not report {what} to the inspector at {url} after '
+            f'{attempts} attempt(s); last error: {last_failure}. Check that '
             f'doctor-plugin-inspector is running and reachable, and that '
             f'[monitor] inspector_url points at its events API.')
 

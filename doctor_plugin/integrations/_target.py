@@ -1,0 +1,63 @@
+"""Where a ``doctor://`` URL of Ceilometer or Aodh points: our inspector."""
+
+from __future__ import annotations
+
+from urllib import parse as urlparse
+
+from oslo_config import cfg
+
+from doctor_plugin import exceptions
+from doctor_plugin.monitors import reporter as reporter_mod
+
+#: URL query parameters a ``doctor://`` URL may carry (others are refused).
+COMMON_PARAMS = ('timeout', 'retries', 'scheme')
+
+
+def inspector_reporter(parsed: urlparse.SplitResult, default_path: str,
+                       extra_params: tuple[str, ...] = ()
+                       ) -> reporter_mod.InspectorReporter:
+    """A reporter for the inspector that ``doctor://host:port/path`` names.
+
+    ``?scheme=https`` reaches an inspector behind TLS; ``?timeout=`` (s)
+    and ``?retries=`` override the reporter's defaults.
+
+    :raises ConfigurationError: for a URL without host or with unknown
+        parameters
+    """
+    params = dict(urlparse.parse_qsl(parsed.query))
+    url = urlparse.urlunsplit(parsed)
+    unknown = sorted(set(params) - set(COMMON_PARAMS) - set(extra_params))
+    if unknown:
+        raise exceptions.ConfigurationError(
+            'doctor:// URL', url,
+            f'unknown query parameter(s) {", ".join(unknown)}; allowed: '
+            f'{", ".join(COMMON_PARAMS + extra_params)}')
+    if not parsed.hostname:
+        raise exceptions.ConfigurationError(
+            'doctor:// URL', url,
+            "name the inspector's API: doctor://HOST:PORT (the inspector "
+            "listens on [inspector] host and port, 12345 by default)")
+    scheme = params.get('scheme', 'http')
+    if scheme not in ('http', 'https'):
+        raise exceptions.ConfigurationError(
+            'doctor:// URL', url, f'scheme must be http or https, not '
+                                  f'{scheme!r}')
+    # Our own options, apart from the host service's configuration.
+    conf = cfg.ConfigOpts()
+    conf.register_opts(reporter_mod.OPTS, group='monitor')
+    conf([], project='doctor_plugin', default_config_files=[])
+    conf.set_override('inspector_url', urlparse.urlunsplit(
+        (scheme, parsed.netloc, parsed.path.rstrip('/') or default_path,
+         '', '')), group='monitor')
+    try:
+        if 'timeout' in params:
+            conf.set_override('report_timeout', float(params['timeout']),
+                              group='monitor')
+        if 'retries' in params:
+            conf.set_override('report_retries', int(params['retries']),
+                              group='monitor')
+    except ValueError as exc:
+        raise exceptions.ConfigurationError(
+            'doctor:// URL', url, f'timeout and retries must be numbers: '
+                                  f'{exc}') from None
+    return reporter_mod.InspectorReporter(conf)

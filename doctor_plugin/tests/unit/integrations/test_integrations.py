@@ -1,0 +1,185 @@
+"""Tests of the doctor:// plugins for Ceilometer and Aodh.
+
+The inspector runs whole (HTTP API on loopback, fake:// bus, an alarms://
+sink) with a real consumer webhook behind it; the plugins are called as
+Ceilometer and Aodh call them. Their own processes are in the interop
+tests (tox -e interop).
+"""
+
+import os
+from urllib import parse as urlparse
+import uuid
+
+import fixtures
+from oslo_config import cfg
+import requests
+import yaml
+
+from doctor_plugin import consumer
+from doctor_plugin import event as event_model
+from doctor_plugin import exceptions
+from doctor_plugin.inspector import service as inspector_service
+from doctor_plugin.inspector import topology
+from doctor_plugin.integrations import aodh
+from doctor_plugin.integrations import ceilometer
+from doctor_plugin import messaging
+from doctor_plugin import opts
+from doctor_plugin import pipeline as pipeline_mod
+from doctor_plugin import plugins
+from doctor_plugin.tests import base
+
+TIMEOUT = 10
+
+
+class InspectorTestCase(base.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.useFixture(fixtures.Timeout(60, gentle=True))
+        self.conf = cfg.ConfigOpts()
+        opts.register_all(self.conf)
+        self.conf([], project='doctor_plugin', default_config_files=[])
+        messaging.cleanup()
+        self.addCleanup(messaging.cleanup)
+        self.set_opts(transport_url=messaging.FAKE_TRANSPORT_URL)
+        self.set_opts(group='inspector', port=0,
+                      enable_notification_listener=False)
+        self.set_opts(group='notifier', webhook_max_retries=0)
+        self.receiver = consumer.ConsumerServer().start()
+        self.addCleanup(self.receiver.stop)
+        path = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                            'alarms.yaml')
+        with open(path, 'w') as f:
+            yaml.safe_dump({'alarms': [
+                {'name': f'host-down-{t}', 'project_id': t,
+                 'event_rule': {'event_type': 'compute.host.down'},
+                 'alarm_actions': [f'{self.receiver.url}/{t}']}
+                for t in ('tenant-a', 'tenant-b')] + [
+                {'name': 'vm-1-error', 'project_id': 'tenant-a',
+                 'event_rule': {'event_type': 'compute.instance.update',
+                                'query': [{'field': 'traits.instance_id',
+                                           'value': 'vm-1'},
+                                          {'field': 'traits.state',
+                                           'value': 'error'}]},
+                 'alarm_actions': [f'{self.receiver.url}/vm-1']}]}, f)
+        pipe = pipeline_mod.Pipeline(
+            self.conf, pipeline_mod.PipelineDefinition.from_dict(
+                {'sources': [{'name': 'all', 'events': ['compute.*'],
+                              'sinks': ['alarms']}],
+                 'sinks': [{'name': 'alarms', 'notifiers': [
+                     f'alarms://{path}']}]}))
+        topo = topology.HostTopology([
+            topology.Instance('vm-1', 'tenant-a', 'compute-1'),
+            topology.Instance('vm-2', 'tenant-b', 'compute-1')])
+        self.conf.set_override('instance_events', False, group='inspector')
+        self.service = inspector_service.InspectorService(
+            self.conf, pipeline=pipe, topology=topo, timeline=self.timeline)
+        self.service.start()
+        self.addCleanup(self.service.stop)
+        self.netloc = urlparse.urlsplit(self.service.url).netloc
+
+    def paths(self, count):
+        return sorted(a.path for a in self.receiver.wait_for(count,
+                                                             TIMEOUT))
+
+
+class TestCeilometerPublisher(InspectorTestCase):
+
+    def publisher(self, url=None):
+        return ceilometer.DoctorEventPublisher(
+            None, urlparse.urlsplit(url or f'doctor://{self.netloc}'))
+
+    def test_loads_by_scheme_from_ceilometers_namespace(self):
+        publisher = plugins.load_driver(
+            'ceilometer.event.publisher', 'doctor', None,
+            urlparse.urlsplit(f'doctor://{self.netloc}'))
+        self.assertIsInstance(publisher, ceilometer.DoctorEventPublisher)
+
+    def test_events_reach_the_inspectors_alarms(self):
+        # Ceilometer's Event has the attributes of ours.
+        self.publisher().publish_events([event_model.Event.create(
+            'compute.instance.update',
+            {'instance_id': 'vm-1', 'state': 'error',
+             'tenant_id': 'tenant-a'})])
+        self.assertEqual(['/vm-1'], self.paths(1))
+
+    def test_a_host_event_is_fanned_out_per_tenant(self):
+        self.publisher().publish_events([event_model.Event.create(
+            'compute.host.down', {'host': 'compute-1',
+                                  'monitor_event_id': str(uuid.uuid4())})])
+        self.assertEqual(['/tenant-a', '/tenant-b'], self.paths(2))
+
+    def test_serialized_as_ceilometer_sends_events(self):
+        ev = event_model.Event.create('compute.host.down',
+                                      {'host': 'c', 'count': 2})
+        self.assertEqual(ev.serialize(), ceilometer.serialize(ev))
+
+    def test_malformed_events_get_a_400_naming_them(self):
+        resp = requests.put(self.service.url + '/events/ceilometer',
+                            json=[{'event_type': 'x'}], timeout=TIMEOUT)
+        self.assertEqual(400, resp.status_code)
+        self.assertEqual('0', resp.json()['error']['field'])
+        self.assertIn('message_id', resp.json()['error']['message'])
+
+    def test_urls_without_inspector_or_with_unknown_options(self):
+        for url, fragment in (('doctor://', 'doctor://HOST:PORT'),
+                              (f'doctor://{self.netloc}?x=1', 'x'),
+                              (f'doctor://{self.netloc}?scheme=ftp', 'ftp'),
+                              (f'doctor://{self.netloc}?timeout=s',
+                               'numbers')):
+            exc = self.assertRaises(exceptions.ConfigurationError,
+                                    self.publisher, url)
+            self.assertIn(fragment, str(exc))
+
+    def test_samples_are_refused(self):
+        self.assertRaises(NotImplementedError,
+                          self.publisher().publish_samples, [])
+
+    def test_unreachable_inspector_raises(self):
+        with self.assertLogs(ceilometer.LOG.logger.name, 'ERROR'):
+            self.assertRaises(
+                exceptions.DeliveryError,
+                self.publisher('doctor://127.0.0.1:9?retries=0').
+                publish_events, [event_model.Event.create('x', {})])
+
+
+class TestAodhNotifier(InspectorTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.notifier = plugins.load_driver('aodh.notifier', 'doctor', None)
+
+    def notify(self, current, url=None, reason_data=None):
+        self.notifier.notify(
+            urlparse.urlsplit(url or f'doctor://{self.netloc}'
+                                     f'?hostname=compute-1'),
+            str(uuid.uuid4()), 'compute-1-dead', 'critical', 'ok', current,
+            'threshold crossed', reason_data or {'type': 'threshold'})
+
+    def test_alarm_reports_the_host_down(self):
+        self.notify('alarm')
+        self.assertEqual(['/tenant-a', '/tenant-b'], self.paths(2))
+        self.assertEqual('down', self.service.engine.hosts.state(
+            'compute-1'))
+
+    def test_ok_reports_it_up(self):
+        self.notify('alarm')
+        self.paths(2)
+        self.notify('ok')
+        self.assertEqual('up', self.service.engine.hosts.state('compute-1'))
+
+    def test_insufficient_data_reports_nothing(self):
+        self.notify('insufficient data')
+        self.assertIsNone(self.service.engine.hosts.state('compute-1'))
+
+    def test_host_from_an_event_alarms_event(self):
+        self.notify('alarm', url=f'doctor://{self.netloc}', reason_data={
+            'type': 'event', 'event': {'traits': [
+                ['node', 1, 'compute-1']]}})
+        self.assertEqual(['/tenant-a', '/tenant-b'], self.paths(2))
+
+    def test_no_host_is_logged_not_reported(self):
+        with self.assertLogs(aodh.LOG.logger.name, 'ERROR') as cm:
+            self.notify('alarm', url=f'doctor://{self.netloc}')
+        self.assertIn('?hostname=', cm.output[0])
+        self.assertIsNone(self.service.engine.hosts.state('compute-1'))

@@ -1,0 +1,48 @@
+"""Take events already in Ceilometer's format: ``PUT /events/ceilometer``.
+
+Ceilometer's event pipeline, through our ``doctor://`` publisher
+(:mod:`doctor_plugin.integrations.ceilometer`), sends the inspector a JSON
+list of serialised events, the payload Ceilometer's ``notifier://``
+publisher puts on the bus::
+
+    [{"message_id": "...", "event_type": "compute.instance.update",
+      "generated": "2026-11-25T10:00:00.123456",
+      "traits": [["instance_id", 1, "vm-1"], ["state", 1, "error"]],
+      "raw": {}, "message_signature": "..."}]
+
+The list is validated as a whole: one malformed event rejects the request
+with a 400 naming it.
+"""
+
+from __future__ import annotations
+
+import typing
+
+from doctor_plugin import event as event_model
+from doctor_plugin import exceptions
+from doctor_plugin.transformers import base
+
+
+class CeilometerEventTransformer(base.TransformerBase):
+    """A list of serialised Ceilometer events → Events, unchanged."""
+
+    def transform(self, payload: typing.Any,
+                  metadata: typing.Mapping[str, typing.Any] | None = None
+                  ) -> list[event_model.Event]:
+        if isinstance(payload, dict):
+            payload = [payload]
+        if not isinstance(payload, list) or not payload:
+            raise exceptions.InvalidPayload(
+                '', 'expected a non-empty JSON list of Ceilometer events '
+                    '(message_id, event_type, generated, traits, raw)')
+        events = []
+        for index, item in enumerate(payload):
+            if not isinstance(item, dict):
+                raise exceptions.InvalidPayload(
+                    str(index), 'each event must be a JSON object')
+            try:
+                events.append(event_model.Event.deserialize(item))
+            except (TypeError, ValueError, KeyError) as exc:
+                raise exceptions.InvalidPayload(str(index),
+                                                str(exc)) from None
+        return events
