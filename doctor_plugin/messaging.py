@@ -117,7 +117,11 @@ def delete_queues(conf: cfg.ConfigOpts, url: str | None,
         return
     import kombu  # the rabbit driver's own dependency
 
-    parsed = oslo_messaging.TransportURL.parse(conf, url)
+    # Parsed with a configuration of its own: parsing registers
+    # oslo.messaging's transport options, and a service that loaded us
+    # (Aodh, Ceilometer) may have changed their defaults since ``conf``
+    # registered them, which oslo.config refuses as a duplicate.
+    parsed = oslo_messaging.TransportURL.parse(cfg.ConfigOpts(), url)
     host = parsed.hosts[0]
     with kombu.Connection(hostname=host.hostname, port=host.port or 5672,
                           userid=host.username, password=host.password,
