@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import fnmatch
+import functools
 import json
 import operator
 import typing
@@ -132,8 +133,13 @@ class EventRule:
 
     def reason_query(self) -> str:
         """The query as Aodh's alarm reason shows it."""
-        return json.dumps([t.as_query() for t in self.query],
-                          sort_keys=True)
+        return _reason_query(self)
+
+
+@functools.lru_cache(maxsize=65536)
+def _reason_query(rule: EventRule) -> str:
+    # Once per rule, not once per alarm notification.
+    return json.dumps([t.as_query() for t in rule.query], sort_keys=True)
 
 
 @dataclasses.dataclass(slots=True)

@@ -58,6 +58,9 @@ OPTS = [
 
 ALARM, OK, INSUFFICIENT_DATA = 'alarm', 'ok', 'insufficient data'
 
+#: How many alarm transitions one log line names (the rest are counted).
+MAX_LOGGED_TRANSITIONS = 10
+
 
 def event_project(ev: event_model.Event) -> str | None:
     """The project an event belongs to, as Aodh reads it."""
@@ -214,6 +217,8 @@ class EventAlarmEvaluator:
         :returns: one future per action started (for callers that wait)
         """
         futures: list[concurrent.futures.Future] = []
+        transitions: list[str] = []
+        count = 0
         for ev in events:
             fault_id = ev.trait('monitor_event_id')
             fired = self.matching(ev)
@@ -230,14 +235,24 @@ class EventAlarmEvaluator:
                     serialized = ev.serialize()
                 notification = self._notification(alarm, ev, serialized,
                                                   previous, new)
-                LOG.info('Alarm %s (%s) %s -> %s on event %s', alarm.name,
-                         alarm.alarm_id, previous, new, ev.message_id)
+                if len(transitions) < MAX_LOGGED_TRANSITIONS:
+                    transitions.append(f'{alarm.name} ({previous} -> {new}, '
+                                       f'event {ev.message_id})')
+                count += 1
                 for url in (alarm.alarm_actions if new == ALARM
                             else alarm.ok_actions):
                     self.timeline.mark(fault_id, 'T08')
                     self.activity.begin()
                     futures.append(self._executor.submit(
                         self._run_action, url, ev, notification))
+        if count:
+            # One line per batch: a failed host fires one alarm per
+            # tenant (or per VM), and a log record per alarm cost more
+            # than its evaluation.
+            more = count - len(transitions)
+            LOG.info('%d alarm transition(s): %s%s', count,
+                     '; '.join(transitions),
+                     f'; and {more} more' if more > 0 else '')
         return futures
 
     def _transition(self, alarm: definitions.AlarmDefinition,

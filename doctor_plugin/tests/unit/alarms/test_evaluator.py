@@ -604,3 +604,19 @@ class TestReload(WebhookTestCase):
                                 evaluator.EventAlarmEvaluator.from_conf,
                                 self.conf)
         self.assertIn('[alarms] definitions_file', exc.problem)
+
+
+class TestTransitionLog(WebhookTestCase):
+
+    def test_one_line_per_batch(self):
+        ev = self.make(*[alarm(f'a{i}', alarm_actions=['log://'])
+                         for i in range(12)])
+        with self.assertLogs('doctor_plugin.alarms.evaluator',
+                             'INFO') as cm:
+            concurrent.futures.wait(ev.evaluate([make_event()]), timeout=2)
+        (line,) = [r for r in cm.records if 'transition' in r.getMessage()]
+        message = line.getMessage()
+        self.assertTrue(message.startswith('12 alarm transition(s): a0 '))
+        self.assertIn('a9 (insufficient data -> alarm', message)
+        self.assertNotIn('a10 ', message)
+        self.assertTrue(message.endswith('; and 2 more'))
