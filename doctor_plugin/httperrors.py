@@ -1,9 +1,9 @@
 """Describe urllib3 failures in the words requests used for them.
 
 Our HTTP clients (the webhook notifier, the monitor's reporter) talk
-urllib3 directly for speed, but their messages keep requests' names
-(``ConnectionError``, ``ReadTimeout``...), which operators and their log
-searches know.
+urllib3, or http.client with failures raised as urllib3's exceptions, for
+speed, but their messages keep requests' names (``ConnectionError``,
+``ReadTimeout``...), which operators and their log searches know.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ for refused connections and a slow stub for timeouts.
 """
 
 import datetime
+import http.client
 import http.server
 import json
 import os
@@ -62,6 +63,9 @@ class _StubHandler(http.server.BaseHTTPRequestHandler):
         self.send_header('Content-Length', str(len(body)))
         if 300 <= status < 400:
             self.send_header('Location', '/elsewhere')
+        if self.server.close:
+            self.send_header('Connection', 'close')
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(body)
 
@@ -74,10 +78,11 @@ class StubServer(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, statuses, delay=0.0):
+    def __init__(self, statuses, delay=0.0, close=False):
         super().__init__(('127.0.0.1', 0), _StubHandler)
         self.statuses = list(statuses)
         self.delay = delay
+        self.close = close
         self.requests = 0
         self._lock = threading.Lock()
 
@@ -118,8 +123,8 @@ class WebhookTestCase(base.TestCase):
         self.addCleanup(server.stop)
         return server
 
-    def start_stub(self, statuses, delay=0.0):
-        server = StubServer(statuses, delay)
+    def start_stub(self, statuses, delay=0.0, close=False):
+        server = StubServer(statuses, delay, close)
         thread = threading.Thread(target=server.serve_forever,
                                   kwargs={'poll_interval': 0.05},
                                   daemon=True)
@@ -447,25 +452,57 @@ class TestSession(WebhookTestCase):
         event = make_event()
 
         notifier.notify([event], make_alarm(event))
+        (first,) = notifier._direct._idle
         notifier.notify([event], make_alarm(event))
 
         self.assertEqual(2, len(server.wait_for(2, WAIT)))
-        pools = notifier.pool_manager.pools
-        self.assertEqual(1, len(pools))
-        pool = pools[next(iter(pools.keys()))]
-        self.assertEqual(1, pool.num_connections)
+        self.assertEqual([first], list(notifier._direct._idle))
 
-    def test_close_closes_the_pools(self):
+    def test_connection_the_consumer_closes_is_not_kept(self):
+        server = self.start_stub([200, 200], close=True)
+        notifier = self.notifier(server.url)
+        event = make_event()
+
+        notifier.notify([event], make_alarm(event))
+        notifier.notify([event], make_alarm(event))
+
+        self.assertEqual(2, server.requests)
+        self.assertEqual(0, len(notifier._direct))
+
+    def test_idle_connection_closed_by_the_consumer_is_replaced(self):
+        with socket.socket() as listener:
+            listener.bind(('127.0.0.1', 0))
+            listener.listen(1)
+            conn = http.client.HTTPConnection(*listener.getsockname())
+            conn.connect()
+            accepted, _ = listener.accept()
+            self.assertFalse(webhook._dropped(conn))
+            accepted.close()
+            self.assertTrue(webhook._dropped(conn))
+            conn.close()
+            self.assertTrue(webhook._dropped(conn))
+
+    def test_close_closes_the_connections(self):
         server = self.start_consumer()
         notifier = webhook.WebhookNotifier(self.conf, server.url)
         event = make_event()
         notifier.notify([event], make_alarm(event))
-        pools = notifier.pool_manager.pools
-        self.assertEqual(1, len(pools))
+        self.assertEqual(1, len(notifier._direct))
 
         notifier.close()
 
-        self.assertEqual(0, len(pools))
+        self.assertEqual(0, len(notifier._direct))
+        # A later POST connects again.
+        notifier.notify([event], make_alarm(event))
+        self.assertEqual(2, len(server.wait_for(2, WAIT)))
+
+    def test_through_a_proxy_urllib3_carries_the_posts(self):
+        self.useFixture(fixtures.EnvironmentVariable(
+            'http_proxy', 'http://127.0.0.1:%d' % closed_port()))
+        self.useFixture(fixtures.EnvironmentVariable('no_proxy', ''))
+        self.useFixture(fixtures.EnvironmentVariable('NO_PROXY', ''))
+        notifier = self.notifier('http://consumer.example.com:9/hook')
+        self.assertIsNone(notifier._direct)
 
 
 class TestProxy(WebhookTestCase):
