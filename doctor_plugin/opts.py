@@ -27,6 +27,7 @@ import doctor_plugin.notifiers.log
 import doctor_plugin.notifiers.messaging
 import doctor_plugin.notifiers.webhook
 import doctor_plugin.pipeline
+import doctor_plugin.transformers.alertmanager
 import doctor_plugin.transformers.nova_service
 
 
@@ -41,6 +42,7 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
             doctor_plugin.inspector.listener.OPTS,
             doctor_plugin.inspector.nova_topology.OPTS,
             doctor_plugin.inspector.service.OPTS,
+            doctor_plugin.transformers.alertmanager.OPTS,
             doctor_plugin.transformers.nova_service.OPTS))),
         ('nova', doctor_plugin.controller.nova.list_opts()),
         ('notifier', list(itertools.chain(

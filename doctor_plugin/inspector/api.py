@@ -2,11 +2,13 @@
 
 ``PUT /events`` takes Doctor's inspector event list, ``PUT
 /events/ceilometer`` a list of events in Ceilometer's format (what our
-``doctor://`` Ceilometer publisher sends), ``GET /healthz`` answers a load
-balancer. Errors are JSON: ``{"error": {"code", "title",
-"message", "field"}}``, where ``field`` names the offending part of the
-body. Nothing invalid reaches the bus: a body is transformed as a whole
-before any event is published.
+``doctor://`` Ceilometer publisher sends), ``POST /events/alertmanager``
+Prometheus Alertmanager's webhook and ``POST /events/collectd`` collectd's
+write_http notifications; ``GET /healthz`` answers a load balancer.
+Errors are JSON: ``{"error": {"code", "title", "message", "field"}}``,
+where ``field`` names the offending part of the body. Nothing invalid
+reaches the bus: a body is transformed as a whole before any event is
+published.
 """
 
 from __future__ import annotations
@@ -69,25 +71,27 @@ class InspectorAPI:
 
     def __init__(self, conf: cfg.ConfigOpts, inspector: engine.Inspector,
                  transformer: transformer_base.TransformerBase,
-                 ceilometer_transformer: transformer_base.TransformerBase
-                 | None = None) -> None:
+                 routes: typing.Mapping[str, tuple[
+                     str, transformer_base.TransformerBase]] | None = None
+                 ) -> None:
         conf.register_opts(OPTS, group='inspector')
         self.conf = conf
         self.inspector = inspector
         self.transformer = transformer
-        self.routes = {'/events': transformer}
-        if ceilometer_transformer is not None:
-            self.routes['/events/ceilometer'] = ceilometer_transformer
+        #: path → (method, transformer of its bodies)
+        self.routes = {'/events': ('PUT', transformer)}
+        self.routes.update(routes or {})
 
     @webob.dec.wsgify
     def __call__(self, req: webob.Request) -> webob.Response:
         path = req.path_info.rstrip('/')
-        transformer = self.routes.get(path)
-        if transformer is not None:
-            if req.method != 'PUT':
+        route = self.routes.get(path)
+        if route is not None:
+            method, transformer = route
+            if req.method != method:
                 resp = _error(405, f'{req.method} is not allowed on {path};'
-                                   f' report events with PUT')
-                resp.allow = ('PUT',)
+                                   f' report events with {method}')
+                resp.allow = (method,)
                 return resp
             return self.put_events(req, transformer)
         if req.path_info == '/healthz':
@@ -96,10 +100,10 @@ class InspectorAPI:
                 resp.allow = ('GET', 'HEAD')
                 return resp
             return webob.Response(json_body={'status': 'ok'})
+        served = ', '.join(f'{method} {path}' for path, (method, _)
+                           in self.routes.items())
         return _error(404, f'no such resource {req.path_info}; the '
-                           f'inspector serves PUT '
-                           f'{" and PUT ".join(self.routes)}, and GET '
-                           f'/healthz')
+                           f'inspector serves {served} and GET /healthz')
 
     def put_events(self, req: webob.Request,
                    transformer: transformer_base.TransformerBase

@@ -53,6 +53,15 @@ OPTS = [
 ]
 
 
+#: The API's paths besides Doctor's PUT /events: (path, method,
+#: transformer plugin).
+API_ROUTES = (
+    ('/events/ceilometer', 'PUT', 'ceilometer'),
+    ('/events/alertmanager', 'POST', 'alertmanager'),
+    ('/events/collectd', 'POST', 'collectd'),
+)
+
+
 class InspectorService:
     """A running ``doctor-plugin-inspector``: start it, stop it.
 
@@ -97,10 +106,10 @@ class InspectorService:
         api_transformer = plugins.load_driver(
             plugins.TRANSFORMERS_NAMESPACE, conf.inspector.api_transformer,
             conf)
-        self.app = api.InspectorAPI(
-            conf, self.engine, api_transformer,
-            plugins.load_driver(plugins.TRANSFORMERS_NAMESPACE,
-                                'ceilometer', conf))
+        self.app = api.InspectorAPI(conf, self.engine, api_transformer, {
+            path: (method, plugins.load_driver(
+                plugins.TRANSFORMERS_NAMESPACE, name, conf))
+            for path, method, name in API_ROUTES})
         self.server = api.APIServer(self.app, conf.inspector.host,
                                     conf.inspector.port)
         self.listener = None

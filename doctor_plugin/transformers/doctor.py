@@ -218,25 +218,36 @@ class DoctorEventTransformer(base.TransformerBase):
                 f'{details_path}.status',
                 f"must be 'down' or 'up', got {_shown(status)}")
 
-        traits = [
-            event_model.Trait.of('host', _TEXT, values['hostname']),
-            event_model.Trait.of('status', _TEXT, status),
-            event_model.Trait.of('monitor', _TEXT, values['monitor']),
-            event_model.Trait.of('monitor_event_id', _TEXT,
-                                 values['monitor_event_id']),
-            event_model.Trait.of('time', _DATETIME, detected),
-        ]
-        for key in OPTIONAL_DETAILS:
-            if key in details:
-                traits.append(event_model.Trait.of(
-                    key, _TEXT,
-                    check_text(details[key], f'{details_path}.{key}')))
+        extra = {key: check_text(details[key], f'{details_path}.{key}')
+                 for key in OPTIONAL_DETAILS if key in details}
+        return host_event(values['hostname'], status, values['monitor'],
+                          values['monitor_event_id'], detected, generated,
+                          extra, element)
 
-        return event_model.Event(
-            message_id=detection_id(values['monitor'],
-                                    values['monitor_event_id'],
-                                    values['hostname'], status),
-            event_type=EVENT_TYPE_BY_STATUS[status],
-            generated=generated,
-            traits=traits,
-            raw=element)
+
+def host_event(host: str, status: str, monitor: str, monitor_event_id: str,
+               detected: datetime.datetime, generated: datetime.datetime,
+               extra: typing.Mapping[str, str], raw: dict
+               ) -> event_model.Event:
+    """The host event of one detection, whatever reported it.
+
+    ``compute.host.down`` or ``compute.host.up`` after ``status``, with
+    traits ``host``, ``status``, ``monitor``, ``monitor_event_id``,
+    ``time`` (when it was detected) and the text traits of ``extra``; the
+    message id is :func:`detection_id`.
+    """
+    traits = [
+        event_model.Trait.of('host', _TEXT, host),
+        event_model.Trait.of('status', _TEXT, status),
+        event_model.Trait.of('monitor', _TEXT, monitor),
+        event_model.Trait.of('monitor_event_id', _TEXT, monitor_event_id),
+        event_model.Trait.of('time', _DATETIME, detected),
+    ]
+    traits.extend(event_model.Trait.of(key, _TEXT, value)
+                  for key, value in extra.items())
+    return event_model.Event(
+        message_id=detection_id(monitor, monitor_event_id, host, status),
+        event_type=EVENT_TYPE_BY_STATUS[status],
+        generated=generated,
+        traits=traits,
+        raw=raw)

@@ -6,6 +6,7 @@ Ceilometer and Aodh call them. Their own processes are in the interop
 tests (tox -e interop).
 """
 
+import copy
 import os
 from urllib import parse as urlparse
 import uuid
@@ -27,6 +28,7 @@ from doctor_plugin import opts
 from doctor_plugin import pipeline as pipeline_mod
 from doctor_plugin import plugins
 from doctor_plugin.tests import base
+from doctor_plugin.tests.unit.transformers import test_alertmanager
 
 TIMEOUT = 10
 
@@ -183,3 +185,44 @@ class TestAodhNotifier(InspectorTestCase):
             self.notify('alarm', url=f'doctor://{self.netloc}')
         self.assertIn('?hostname=', cm.output[0])
         self.assertIsNone(self.service.engine.hosts.state('compute-1'))
+
+
+class TestMonitoringPaths(InspectorTestCase):
+    """Alertmanager's and collectd's webhooks on the inspector's API."""
+
+    def post(self, path, body):
+        return requests.post(self.service.url + path, json=body,
+                             timeout=TIMEOUT)
+
+    def test_alertmanager_alert_fans_out_to_the_tenants(self):
+        payload = copy.deepcopy(test_alertmanager.ALERTMANAGER)
+        payload['alerts'][0]['labels']['instance'] = 'compute-1:9100'
+        resp = self.post('/events/alertmanager', payload)
+        self.assertEqual(200, resp.status_code, resp.text)
+        self.assertEqual(1, len(resp.json()['events']))
+        self.assertEqual(['/tenant-a', '/tenant-b'], self.paths(2))
+        self.assertEqual({'alertmanager'},
+                         {a.trait('monitor') for a in self.receiver.alarms})
+
+    def test_collectd_notification_fans_out_to_the_tenants(self):
+        payload = copy.deepcopy(test_alertmanager.COLLECTD)
+        payload[0]['labels']['instance'] = 'compute-1'
+        resp = self.post('/events/collectd', payload)
+        self.assertEqual(200, resp.status_code, resp.text)
+        self.assertEqual(['/tenant-a', '/tenant-b'], self.paths(2))
+
+    def test_malformed_gets_a_400_naming_the_field(self):
+        payload = copy.deepcopy(test_alertmanager.ALERTMANAGER)
+        payload['alerts'][0]['status'] = 'pending'
+        resp = self.post('/events/alertmanager', payload)
+        self.assertEqual(400, resp.status_code)
+        self.assertEqual('alerts.0.status', resp.json()['error']['field'])
+
+    def test_each_path_has_its_method(self):
+        resp = requests.put(self.service.url + '/events/alertmanager',
+                            json={}, timeout=TIMEOUT)
+        self.assertEqual(405, resp.status_code)
+        self.assertEqual('POST', resp.headers['Allow'])
+        resp = requests.get(self.service.url + '/nothing', timeout=TIMEOUT)
+        self.assertIn('POST /events/collectd', resp.json()['error']
+                      ['message'])
