@@ -1,18 +1,19 @@
 """``doctor-plugin demo``: the whole Doctor chain on one machine.
 
-A simulated compute host (a real TCP listener standing for its management
-link), the TCP monitor watching it, the inspector with its HTTP API, the
-message bus, the alarm listener and one consumer webhook per tenant. The
-fault is real as far as the monitor can tell: the host's listener is
-closed and connections are refused.
+A simulated compute host (a real doctor-plugin-heartbeat agent process),
+the heartbeat monitor watching it, the inspector with its HTTP API and
+alarm evaluation, the message bus and one consumer webhook per tenant. The
+fault is real as far as the monitor can tell: the agent is killed, and its
+heartbeats stop; T00 is that moment.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import signal
-import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -32,8 +33,8 @@ from doctor_plugin.controller import fixup
 from doctor_plugin.inspector import service as inspector_service
 from doctor_plugin.inspector import topology as topology_mod
 from doctor_plugin import messaging
+from doctor_plugin.monitors import heartbeat
 from doctor_plugin.monitors import reporter as reporter_mod
-from doctor_plugin.monitors import tcp
 from doctor_plugin.notifiers import alarms as alarms_notifier
 from doctor_plugin import opts
 from doctor_plugin import pipeline as pipeline_mod
@@ -357,51 +358,54 @@ class Chain:
                                 queues)
 
 
-class SimulatedHost:
-    """A compute host's management link: a TCP listener on loopback.
+class HeartbeatAgent:
+    """A compute host's heartbeat agent, sending to ``detector``.
 
-    :meth:`fail` closes it, and from then on connections are refused, which
-    is what a monitor sees of a host that lost power or its link.
+    A real doctor-plugin-heartbeat process; :meth:`fail` kills it
+    (SIGKILL), as a host losing power stops its heartbeats.
     """
 
-    def __init__(self) -> None:
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(('127.0.0.1', 0))
-        self._sock.listen(64)
-        self.address = self._sock.getsockname()
-        self._thread = threading.Thread(target=self._accept, daemon=True,
-                                        name='doctor-demo-host')
-        self._thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            conn.close()
+    def __init__(self, hostname: str, detector: tuple, interval: float,
+                 workdir: str) -> None:
+        path = os.path.join(workdir, 'heartbeat-agent.conf')
+        address, port = detector[:2]
+        if ':' in address:
+            address = f'[{address}]'
+        with open(path, 'w') as f:
+            f.write(f'[heartbeat]\nhostname = {hostname}\n'
+                    f'detectors = {address}:{port}\n'
+                    f'interval = {interval}\n')
+        self.proc = subprocess.Popen(
+            [sys.executable, '-m', 'doctor_plugin.cmd.heartbeat',
+             '--config-file', path], stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def fail(self) -> float:
-        """Take the link down; returns the time of the fault (T00)."""
+        """Kill the agent; returns the time of the fault (T00)."""
         fault_time = time.time()
-        try:
-            self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._sock.close()
+        self.proc.kill()
+        self.proc.wait(5)
         return fault_time
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
 
 
 def run_demo(settings: ChainSettings, timeout: float,
              write: typing.Callable[[str], None] = print,
-             interval: float = 0.01) -> int:
-    """Run the chain once; 0 if every tenant's consumer got its alarm."""
+             interval: float | None = None) -> int:
+    """Run the chain once; 0 if every tenant's consumer got its alarm.
+
+    :param interval: heartbeat interval (default: the shipped one)
+    """
     timeline = profiler.Timeline()
     chain = Chain(settings, timeline).start()
-    host = SimulatedHost()
     detected: list[str] = []
     stop = threading.Event()
+    workdir = tempfile.TemporaryDirectory(prefix='doctor-demo-')
+    host = None
     try:
         reporter = reporter_mod.InspectorReporter(chain.conf)
 
@@ -409,28 +413,37 @@ def run_demo(settings: ChainSettings, timeout: float,
             detected.append(fault.monitor_event_id)
             reporter(fault)
 
-        chain.conf.set_override('interval', interval, group='monitor')
-        chain.conf.set_override('miss_count', 2, group='monitor')
-        chain.conf.set_override('startup_grace', 0.0, group='monitor')
-        monitor = tcp.TCPMonitor(chain.conf, report,
-                                 hosts={settings.host: host.address},
-                                 timeline=timeline)
+        if interval is not None:
+            chain.conf.set_override('interval', interval, group='heartbeat')
+        chain.conf.set_override('listen', '127.0.0.1:0', group='heartbeat')
+        chain.conf.set_override('hosts', [settings.host], group='heartbeat')
+        monitor = heartbeat.HeartbeatMonitor(chain.conf, report,
+                                             timeline=timeline)
+        host = HeartbeatAgent(settings.host, monitor.address,
+                              monitor.interval, workdir.name)
         watcher = threading.Thread(target=monitor.run, args=(stop,),
                                    daemon=True, name='doctor-demo-monitor')
         watcher.start()
         # Let the monitor see the host up before the fault.
-        time.sleep(max(0.2, interval * 5))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and (
+                monitor.detector is None or monitor.detector.hosts.get(
+                    settings.host) is None
+                or monitor.detector.hosts[settings.host].state != 'up'):
+            time.sleep(0.02)
+        time.sleep(max(0.2, monitor.grace - 0.1))
         write(f'doctor-plugin demo: transport {settings.transport_url}, '
               f'host {settings.host} with {settings.vms} VMs of '
               f'{settings.tenants} tenants'
               + (f', Nova stand-in at {chain.nova.url}' if chain.nova
                  else ''))
         fault_time = host.fail()
-        write('fault injected: management link of '
-              f'{settings.host} is down')
+        write(f'fault injected: the heartbeat agent of {settings.host} '
+              f'was killed')
         alarms = chain.consumer.wait_for(settings.tenants, timeout)
         stop.set()
         watcher.join(5)
+        host.stop()
         if not detected:
             write(f'FAILED: the monitor did not detect the fault within '
                   f'{timeout} s')
@@ -471,7 +484,10 @@ def run_demo(settings: ChainSettings, timeout: float,
         return 0
     finally:
         stop.set()
+        if host is not None:
+            host.stop()
         chain.stop()
+        workdir.cleanup()
 
 
 if __name__ == '__main__':

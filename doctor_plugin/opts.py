@@ -21,6 +21,7 @@ import doctor_plugin.inspector.listener
 import doctor_plugin.inspector.nova_topology
 import doctor_plugin.inspector.service
 import doctor_plugin.monitors
+import doctor_plugin.monitors.heartbeat
 import doctor_plugin.monitors.reporter
 import doctor_plugin.monitors.tcp
 import doctor_plugin.notifiers.log
@@ -51,6 +52,7 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
             doctor_plugin.notifiers.webhook.OPTS))),
         ('alarms', doctor_plugin.alarms.evaluator.OPTS),
         ('listener', doctor_plugin.alarms.listener.OPTS),
+        ('heartbeat', doctor_plugin.monitors.heartbeat.OPTS),
         ('monitor', list(itertools.chain(
             doctor_plugin.monitors.OPTS,
             doctor_plugin.monitors.reporter.OPTS,

@@ -13,6 +13,7 @@ import uuid
 
 import oslo_messaging
 
+from doctor_plugin.bench import detection
 from doctor_plugin.bench import harness
 from doctor_plugin.bench import memory
 from doctor_plugin.controller import fixup
@@ -382,6 +383,7 @@ def run_b6(options: BenchOptions,
 SCENARIOS: dict[str, typing.Callable[..., harness.ScenarioResult]] = {
     'B1': run_b1,
     'B1-bus': run_b1_bus,
+    'B2': detection.run_b2,
     'B3': run_b3,
     'B4': run_b4,
     'B6': run_b6,

@@ -65,8 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='tenants owning them, one consumer each (default 4)')
     p.add_argument('--timeout', type=_positive_float, default=10.0,
                    help='seconds to wait for the alarms (default 10)')
-    p.add_argument('--interval', type=_positive_float, default=0.01,
-                   help='monitor probe interval in seconds (default 0.01)')
+    p.add_argument('--interval', type=_positive_float,
+                   help='heartbeat interval in seconds (default: '
+                        '[heartbeat] interval, 0.05)')
     p.add_argument('--no-nova', dest='nova', action='store_false',
                    help='run without the Nova stand-in: a static topology '
                         'and no controller (T03/T04 stay empty)')
