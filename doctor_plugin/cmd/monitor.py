@@ -16,8 +16,8 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from doctor_plugin import exceptions
-from doctor_plugin import monitors
 from doctor_plugin.monitors import reporter as reporter_mod
+from doctor_plugin import opts
 from doctor_plugin import plugins
 
 LOG = logging.getLogger(__name__)
@@ -36,11 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     """
     conf = cfg.ConfigOpts()
     logging.register_options(conf)
-    conf.register_opts(monitors.OPTS, group='monitor')
+    # Every option, oslo.messaging's too: the monitor may report on the bus.
+    opts.register_all(conf)
     conf(argv, project='doctor_plugin', prog='doctor-plugin-monitor')
     logging.setup(conf, 'doctor_plugin')
 
-    reporter = reporter_mod.InspectorReporter(conf)
+    reporter = reporter_mod.make_reporter(conf)
     try:
         monitor = plugins.load_driver(plugins.MONITORS_NAMESPACE,
                                       conf.monitor.driver, conf, reporter)

@@ -3,8 +3,9 @@
 ``PUT /events`` takes Doctor's inspector event list, ``PUT
 /events/ceilometer`` a list of events in Ceilometer's format (what our
 ``doctor://`` Ceilometer publisher sends), ``POST /events/alertmanager``
-Prometheus Alertmanager's webhook and ``POST /events/collectd`` collectd's
-write_http notifications; ``GET /healthz`` answers a load balancer.
+Prometheus Alertmanager's webhook, ``POST /events/collectd`` collectd's
+write_http notifications and ``POST /events/libvirt`` instance lifecycle
+events; ``GET /healthz`` answers a load balancer.
 Errors are JSON: ``{"error": {"code", "title", "message", "field"}}``,
 where ``field`` names the offending part of the body. Nothing invalid
 reaches the bus: a body is transformed as a whole before any event is

@@ -13,6 +13,7 @@ first.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime
 import hashlib
 import threading
@@ -164,6 +165,7 @@ class Inspector:
                                              _observed(ev))):
                 continue
             fresh.append(ev)
+        fresh = [self._with_project(ev) for ev in fresh]
         out: list[event_model.Event] = []
         affected: dict[str, tuple[topology_mod.Instance, ...]] = {}
         failed_hosts: list[tuple[event_model.Event,
@@ -206,6 +208,24 @@ class Inspector:
                     self.controller.handle(ev, affected.get(ev.message_id,
                                                             ()))
         return out
+
+    def _with_project(self, ev: event_model.Event) -> event_model.Event:
+        """An instance event from a monitor (libvirt), with its project.
+
+        Per-VM alarms (Aodh's and ours) are scoped by project; a monitor
+        on the compute host knows the instance but not its tenant, which
+        the topology does.
+        """
+        if (ev.event_type != 'compute.instance.update'
+                or ev.trait('project_id') or ev.trait('tenant_id')):
+            return ev
+        instance = self.topology.get(ev.trait('instance_id') or '')
+        if instance is None:
+            return ev
+        text = event_model.TraitType.TEXT
+        return dataclasses.replace(ev, traits=ev.traits + [
+            event_model.Trait('project_id', text, instance.project_id),
+            event_model.Trait('tenant_id', text, instance.project_id)])
 
     def _publish(self, events: typing.Sequence[event_model.Event],
                  reports: typing.Sequence[event_model.Event]) -> None:

@@ -59,6 +59,7 @@ API_ROUTES = (
     ('/events/ceilometer', 'PUT', 'ceilometer'),
     ('/events/alertmanager', 'POST', 'alertmanager'),
     ('/events/collectd', 'POST', 'collectd'),
+    ('/events/libvirt', 'POST', 'libvirt'),
 )
 
 

@@ -21,6 +21,7 @@ import time
 
 from oslo_config import cfg
 from oslo_log import log as logging
+import oslo_messaging
 import urllib3
 from urllib3 import exceptions as urllib3_exc
 
@@ -41,6 +42,19 @@ OPTS = [
                  min=0.01,
                  help='Seconds to wait for the inspector to connect and '
                       'answer one fault report attempt.'),
+    cfg.StrOpt('report_to',
+               default='http',
+               choices=[('http', "PUT to [monitor] inspector_url, the "
+                                 "inspector's Doctor API"),
+                        ('bus', 'a notification on [monitor] '
+                                'notification_topic, which inspectors with '
+                                'the "doctor" transformer in [inspector] '
+                                'transformers take off the bus')],
+               help='Where a monitor reports host faults.'),
+    cfg.StrOpt('notification_topic',
+               default='doctor_monitor',
+               help='With report_to = bus: the topic of the reports; list it '
+                    'in the inspectors\' [inspector] notification_topics.'),
     cfg.IntOpt('report_retries',
                default=3,
                min=0,
@@ -171,3 +185,52 @@ def _error_body(response: urllib3.BaseHTTPResponse) -> str:
         if len(text) > MAX_ERROR_BODY:
             text = text[:MAX_ERROR_BODY] + '...'
         return text or '(empty body)'
+
+
+#: The event type of a monitor's report on the bus.
+REPORT_EVENT_TYPE = 'doctor.monitor.report'
+
+
+class BusReporter:
+    """Report faults as notifications on the bus (``report_to = bus``).
+
+    The payload is the body Doctor's ``PUT /events`` takes; the inspector's
+    ``doctor`` transformer, listed in ``[inspector] transformers``, turns it
+    into events. The notifier is oslo.messaging's, with its reconnects.
+
+    :param conf: the service's configuration (transport options too)
+    """
+
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        from doctor_plugin import messaging
+
+        conf.register_opts(OPTS, group='monitor')
+        self.topic = conf.monitor.notification_topic
+        self.url = f'the bus (topic {self.topic})'
+        self._notifier = oslo_messaging.Notifier(
+            messaging.get_transport(conf), driver='messagingv2',
+            publisher_id='doctor-plugin-monitor', topics=[self.topic])
+
+    def __call__(self, report: base.FaultReport) -> None:
+        try:
+            self._notifier.info({}, REPORT_EVENT_TYPE,
+                                [report.as_doctor_event()])
+        except oslo_messaging.MessageDeliveryFailure as exc:
+            raise exceptions.DeliveryError(
+                f'could not put the report of host {report.hostname} '
+                f'{report.status} on the bus: {exc}') from exc
+        LOG.info('Reported host %(host)s %(status)s (event %(id)s) on the '
+                 'bus', {'host': report.hostname, 'status': report.status,
+                         'id': report.monitor_event_id})
+
+    def close(self) -> None:
+        """Nothing to close: the transport is the process's."""
+
+
+def make_reporter(conf: cfg.ConfigOpts
+                  ) -> InspectorReporter | BusReporter:
+    """The reporter ``[monitor] report_to`` names."""
+    conf.register_opts(OPTS, group='monitor')
+    if conf.monitor.report_to == 'bus':
+        return BusReporter(conf)
+    return InspectorReporter(conf)

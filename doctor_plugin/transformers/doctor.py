@@ -137,7 +137,8 @@ class DoctorEventTransformer(base.TransformerBase):
     :func:`detection_id`, so a repeated report keeps its id.
     """
 
-    event_types = ()
+    #: On the bus: the reports of monitors with ``report_to = bus``.
+    event_types = ('doctor.monitor.report',)
 
     def transform(self, payload: typing.Any,
                   metadata: typing.Mapping[str, typing.Any] | None = None

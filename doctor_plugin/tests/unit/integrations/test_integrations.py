@@ -29,6 +29,7 @@ from doctor_plugin import pipeline as pipeline_mod
 from doctor_plugin import plugins
 from doctor_plugin.tests import base
 from doctor_plugin.tests.unit.transformers import test_alertmanager
+from doctor_plugin.tests.unit.transformers import test_libvirt
 
 TIMEOUT = 10
 
@@ -226,3 +227,47 @@ class TestMonitoringPaths(InspectorTestCase):
         resp = requests.get(self.service.url + '/nothing', timeout=TIMEOUT)
         self.assertIn('POST /events/collectd', resp.json()['error']
                       ['message'])
+
+    def test_libvirt_crash_fires_the_vms_alarm_with_its_project(self):
+        # The agent knows the domain, the inspector's topology its tenant.
+        resp = self.post('/events/libvirt', test_libvirt.CRASH)
+        self.assertEqual(200, resp.status_code, resp.text)
+        self.assertEqual(['/vm-1'], self.paths(1))
+        (alarm,) = self.receiver.alarms
+        self.assertEqual('tenant-a', alarm.trait('project_id'))
+        self.assertEqual('stopped/crashed', alarm.trait('cause'))
+
+
+class TestMonitorOnTheBus(InspectorTestCase):
+    """A monitor with report_to = bus.
+
+    The inspector's doctor transformer takes the report off the (fake://)
+    bus.
+    """
+
+    def setUp(self):
+        self.bus_topic = f'doctor_monitor.{uuid.uuid4().hex[:8]}'
+        super().setUp()
+
+    def start_listener(self):
+        from doctor_plugin.inspector import listener as listener_mod
+        self.conf.set_override('notification_topics', [self.bus_topic],
+                               group='inspector')
+        listener = listener_mod.NotificationListener(
+            self.conf, self.service.engine,
+            [plugins.load_driver(plugins.TRANSFORMERS_NAMESPACE, 'doctor',
+                                 self.conf)])
+        listener.start()
+        self.addCleanup(listener.stop)
+
+    def test_bus_report_reaches_the_tenants(self):
+        from doctor_plugin.monitors import base as monitor_base
+        from doctor_plugin.monitors import reporter as reporter_mod
+        self.start_listener()
+        self.set_opts(group='monitor', report_to='bus',
+                      notification_topic=self.bus_topic)
+        reporter = reporter_mod.make_reporter(self.conf)
+        self.assertIsInstance(reporter, reporter_mod.BusReporter)
+        reporter(monitor_base.FaultReport('compute-1', 'down', 'heartbeat',
+                                          detected_at=1.0e9))
+        self.assertEqual(['/tenant-a', '/tenant-b'], self.paths(2))

@@ -70,7 +70,9 @@ class TestDoctorEventTransformer(base.TestCase):
         transformer = plugins.load_driver(plugins.TRANSFORMERS_NAMESPACE,
                                           'doctor', self.conf)
         self.assertIsInstance(transformer, doctor.DoctorEventTransformer)
-        self.assertEqual((), transformer.event_types)
+        # On the bus, the reports of monitors with report_to = bus.
+        self.assertEqual(('doctor.monitor.report',),
+                         transformer.event_types)
 
     def test_sample_monitor_body(self):
         body = sample_monitor_body()
