@@ -134,6 +134,8 @@ class WatchedHost:
     misses: int = 0
     state: str | None = None
     last_error: str = ''
+    #: Wall-clock time of the last successful probe (0: none yet).
+    last_ok: float = 0.0
 
     @property
     def target(self) -> str:
@@ -287,6 +289,15 @@ class TCPMonitor(base.MonitorBase):
                     self._end_probe(selector, sock)
                     self._observe(key.data, error)
         finally:
+            # Connects the kernel completed while this process was held
+            # up (a loaded CPU) are answers, not misses: take them first.
+            if selector.get_map():
+                for key, _events in selector.select(0):
+                    sock = key.fileobj
+                    error = sock.getsockopt(socket.SOL_SOCKET,
+                                            socket.SO_ERROR)
+                    self._end_probe(selector, sock)
+                    self._observe(key.data, error)
             for key in list(selector.get_map().values()):
                 self._end_probe(selector, key.fileobj)
                 self._observe(key.data, errno.ETIMEDOUT)
@@ -328,6 +339,8 @@ class TCPMonitor(base.MonitorBase):
             return
         if error:
             host.last_error = os.strerror(error)
+        else:
+            host.last_ok = time.time()
         status = host.observe(error == 0, self.miss_count,
                               time.monotonic() >= self._grace_ends)
         if status is None:
@@ -336,6 +349,9 @@ class TCPMonitor(base.MonitorBase):
                                   detected_at=time.time())
         self.timeline.mark(report.monitor_event_id, 'T01',
                            report.detected_at)
+        if status == 'down' and host.last_ok:
+            # The last sign of life: the fault came after it.
+            self.timeline.mark(report.monitor_event_id, 'T00', host.last_ok)
         if status == 'down':
             LOG.warning('Host %(host)s is down: %(misses)d consecutive '
                         'probes of %(target)s failed, last with '
