@@ -5,11 +5,15 @@ from __future__ import annotations
 import abc
 import dataclasses
 import datetime
+import queue
 import threading
 import typing
 import uuid
 
 from oslo_config import cfg
+from oslo_log import log as logging
+
+LOG = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -48,6 +52,49 @@ class FaultReport:
 
 
 Reporter = typing.Callable[[FaultReport], None]
+
+
+class ReportQueue:
+    """Hand a monitor's reports to its reporter, in order.
+
+    From a thread of their own, so that a slow or unreachable inspector
+    never delays detection.
+
+    :param reporter: the monitor's reporter
+    :param name: the thread's name
+    """
+
+    def __init__(self, reporter: Reporter, name: str) -> None:
+        self._reporter = reporter
+        self._queue: queue.Queue[FaultReport | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._deliver, name=name,
+                                        daemon=True)
+        self._thread.start()
+
+    def put(self, report: FaultReport) -> None:
+        self._queue.put(report)
+
+    def close(self, timeout: float) -> None:
+        """Deliver what is queued, for ``timeout`` seconds at most."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            LOG.warning('Stopped with %d fault report(s) still being '
+                        'delivered to the inspector', self._queue.qsize())
+
+    def _deliver(self) -> None:
+        while True:
+            report = self._queue.get()
+            if report is None:
+                return
+            try:
+                self._reporter(report)
+            except Exception:
+                LOG.exception('Lost the report of host %(host)s %(status)s '
+                              '(event %(id)s)',
+                              {'host': report.hostname,
+                               'status': report.status,
+                               'id': report.monitor_event_id})
 
 
 class MonitorBase(metaclass=abc.ABCMeta):

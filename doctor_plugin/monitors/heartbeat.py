@@ -28,7 +28,6 @@ import collections
 import dataclasses
 import hashlib
 import hmac
-import queue
 import select
 import socket
 import struct
@@ -315,16 +314,14 @@ class HeartbeatMonitor(base.MonitorBase):
         sock.setblocking(False)
         self.sock = sock
         self.address = sock.getsockname()
-        self._reports: queue.Queue[base.FaultReport | None] = queue.Queue()
+        self._reports: base.ReportQueue | None = None
         self.detector: Detector | None = None
         #: Set once the detector runs (for whoever waits on it).
         self.started = threading.Event()
 
     def run(self, stop: threading.Event) -> None:
-        worker = threading.Thread(target=self._deliver_reports,
-                                  name='doctor-heartbeat-reporter',
-                                  daemon=True)
-        worker.start()
+        self._reports = base.ReportQueue(self.reporter,
+                                         'doctor-heartbeat-reporter')
         now = time.monotonic()
         self.detector = Detector(self.interval, self.miss_count,
                                  self.grace, now)
@@ -346,8 +343,7 @@ class HeartbeatMonitor(base.MonitorBase):
                 for host, state in self.detector.expire(time.monotonic()):
                     self._report(host, state)
         finally:
-            self._reports.put(None)
-            worker.join(1.0)
+            self._reports.close(1.0)
             self.sock.close()
 
     def _drain(self) -> None:
@@ -399,24 +395,6 @@ class HeartbeatMonitor(base.MonitorBase):
                      {'host': host.name, 'id': report.monitor_event_id})
         self.timeline.mark(report.monitor_event_id, 'T01', now)
         self._reports.put(report)
-
-    def _deliver_reports(self) -> None:
-        """Hand queued reports to the reporter, in order.
-
-        In a thread of its own: a slow inspector never delays detection.
-        """
-        while True:
-            report = self._reports.get()
-            if report is None:
-                return
-            try:
-                self.reporter(report)
-            except Exception:
-                LOG.exception('Lost the report of host %(host)s %(status)s '
-                              '(event %(id)s)',
-                              {'host': report.hostname,
-                               'status': report.status,
-                               'id': report.monitor_event_id})
 
 
 class HeartbeatSender:

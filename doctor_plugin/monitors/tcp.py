@@ -18,7 +18,6 @@ import dataclasses
 import errno
 import ipaddress
 import os
-import queue
 import selectors
 import socket
 import struct
@@ -208,7 +207,7 @@ class TCPMonitor(base.MonitorBase):
             raise exceptions.ConfigurationError(
                 HOSTS_OPTION, None,
                 f'no hosts to watch; list them as {_HOSTS_SYNTAX}')
-        self._reports: queue.Queue[base.FaultReport | None] = queue.Queue()
+        self._reports: base.ReportQueue | None = None
         self._grace_ends = 0.0
 
     @staticmethod
@@ -240,10 +239,8 @@ class TCPMonitor(base.MonitorBase):
 
     def run(self, stop: threading.Event) -> None:
         """Probe every ``interval`` seconds until ``stop`` is set."""
-        worker = threading.Thread(target=self._deliver_reports,
-                                  name='doctor-tcp-monitor-reporter',
-                                  daemon=True)
-        worker.start()
+        self._reports = base.ReportQueue(self.reporter,
+                                         'doctor-tcp-monitor-reporter')
         started = time.monotonic()
         self._grace_ends = started + self.startup_grace
         LOG.info('Watching %(count)d host(s) by TCP connect every '
@@ -265,12 +262,7 @@ class TCPMonitor(base.MonitorBase):
                         next_round = now
                     stop.wait(next_round - now)
         finally:
-            self._reports.put(None)
-            worker.join(self.interval)
-            if worker.is_alive():
-                LOG.warning('Stopped with %d fault report(s) still being '
-                            'delivered to the inspector',
-                            self._reports.qsize())
+            self._reports.close(self.interval)
 
     def _probe_round(self, selector: selectors.BaseSelector,
                      deadline: float) -> None:
@@ -365,22 +357,3 @@ class TCPMonitor(base.MonitorBase):
                      {'host': host.hostname, 'target': host.target,
                       'id': report.monitor_event_id})
         self._reports.put(report)
-
-    def _deliver_reports(self) -> None:
-        """Hand queued reports to the reporter, in order, until told to stop.
-
-        Runs in its own thread so that a slow or unreachable inspector
-        never delays the probes.
-        """
-        while True:
-            report = self._reports.get()
-            if report is None:
-                return
-            try:
-                self.reporter(report)
-            except Exception:
-                LOG.exception('Lost the report of host %(host)s %(status)s '
-                              '(event %(id)s)',
-                              {'host': report.hostname,
-                               'status': report.status,
-                               'id': report.monitor_event_id})
