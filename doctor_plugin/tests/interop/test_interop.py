@@ -24,6 +24,7 @@ from doctor_plugin.monitors import base as monitor_base
 from doctor_plugin.monitors import reporter as reporter_mod
 from doctor_plugin import opts
 from doctor_plugin import pipeline as pipeline_mod
+from doctor_plugin.tests import alarm_files
 from doctor_plugin.tests.functional import base
 
 TIMEOUT = 30
@@ -52,20 +53,8 @@ class InteropTestCase(base.FunctionalTestCase):
         conf.set_override('port', 0, group='inspector')
         conf.set_override('enable_notification_listener', False,
                           group='inspector')
-        path = os.path.join(self.dir, 'alarms.yaml')
-        with open(path, 'w') as f:
-            yaml.safe_dump({'alarms': [
-                {'name': f'host-down-{t}', 'project_id': t,
-                 'event_rule': {'event_type': 'compute.host.down'},
-                 'alarm_actions': [f'{self.receiver.url}/{t}']}
-                for t in ('tenant-a', 'tenant-b')] + [
-                {'name': 'vm-x-error', 'project_id': 'tenant-c',
-                 'event_rule': {'event_type': 'compute.instance.update',
-                                'query': [{'field': 'traits.instance_id',
-                                           'value': 'vm-x'},
-                                          {'field': 'traits.state',
-                                           'value': 'error'}]},
-                 'alarm_actions': [f'{self.receiver.url}/vm-x']}]}, f)
+        path = alarm_files.write_tenant_alarms(
+            self.dir, self.receiver.url, 'vm-x', 'tenant-c')
         sinks = [{'name': 'alarms', 'notifiers': [f'alarms://{path}']}]
         if bus:
             sinks.append({'name': 'bus', 'notifiers': [

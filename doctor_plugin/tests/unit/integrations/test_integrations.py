@@ -7,14 +7,12 @@ tests (tox -e interop).
 """
 
 import copy
-import os
 from urllib import parse as urlparse
 import uuid
 
 import fixtures
 from oslo_config import cfg
 import requests
-import yaml
 
 from doctor_plugin import consumer
 from doctor_plugin import event as event_model
@@ -27,6 +25,7 @@ from doctor_plugin import messaging
 from doctor_plugin import opts
 from doctor_plugin import pipeline as pipeline_mod
 from doctor_plugin import plugins
+from doctor_plugin.tests import alarm_files
 from doctor_plugin.tests import base
 from doctor_plugin.tests.unit.transformers import test_alertmanager
 from doctor_plugin.tests.unit.transformers import test_libvirt
@@ -50,21 +49,9 @@ class InspectorTestCase(base.TestCase):
         self.set_opts(group='notifier', webhook_max_retries=0)
         self.receiver = consumer.ConsumerServer().start()
         self.addCleanup(self.receiver.stop)
-        path = os.path.join(self.useFixture(fixtures.TempDir()).path,
-                            'alarms.yaml')
-        with open(path, 'w') as f:
-            yaml.safe_dump({'alarms': [
-                {'name': f'host-down-{t}', 'project_id': t,
-                 'event_rule': {'event_type': 'compute.host.down'},
-                 'alarm_actions': [f'{self.receiver.url}/{t}']}
-                for t in ('tenant-a', 'tenant-b')] + [
-                {'name': 'vm-1-error', 'project_id': 'tenant-a',
-                 'event_rule': {'event_type': 'compute.instance.update',
-                                'query': [{'field': 'traits.instance_id',
-                                           'value': 'vm-1'},
-                                          {'field': 'traits.state',
-                                           'value': 'error'}]},
-                 'alarm_actions': [f'{self.receiver.url}/vm-1']}]}, f)
+        path = alarm_files.write_tenant_alarms(
+            self.useFixture(fixtures.TempDir()).path, self.receiver.url,
+            'vm-1', 'tenant-a')
         pipe = pipeline_mod.Pipeline(
             self.conf, pipeline_mod.PipelineDefinition.from_dict(
                 {'sources': [{'name': 'all', 'events': ['compute.*'],

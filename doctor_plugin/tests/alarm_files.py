@@ -1,0 +1,33 @@
+"""Alarm definitions files for tests that run the inspector whole."""
+
+import os
+
+import yaml
+
+
+def write_tenant_alarms(directory: str, receiver_url: str,
+                        vm: str, vm_project: str,
+                        tenants: tuple[str, ...] = ('tenant-a', 'tenant-b')
+                        ) -> str:
+    """A host-down alarm per tenant, and Doctor's per-VM alarm for ``vm``.
+
+    Each alarm posts to ``receiver_url``/<tenant>, the VM's to
+    ``receiver_url``/<vm>.
+
+    :returns: the file's path
+    """
+    path = os.path.join(directory, 'alarms.yaml')
+    with open(path, 'w') as f:
+        yaml.safe_dump({'alarms': [
+            {'name': f'host-down-{t}', 'project_id': t,
+             'event_rule': {'event_type': 'compute.host.down'},
+             'alarm_actions': [f'{receiver_url}/{t}']}
+            for t in tenants] + [
+            {'name': f'{vm}-error', 'project_id': vm_project,
+             'event_rule': {'event_type': 'compute.instance.update',
+                            'query': [{'field': 'traits.instance_id',
+                                       'value': vm},
+                                      {'field': 'traits.state',
+                                       'value': 'error'}]},
+             'alarm_actions': [f'{receiver_url}/{vm}']}]}, f)
+    return path
