@@ -117,10 +117,9 @@ class EventAlarmEvaluator:
         self.activity = activity or activity_mod.NOTIFYING
         self._lock = threading.Lock()
         self._notifiers: dict[str, notifier_base.NotifierBase] = {}
-        self.states: dict[str, str] = {}
         self._current = self._prepare(alarms)
-        self.states = {a.alarm_id: INSUFFICIENT_DATA
-                       for a in self._current.alarms}
+        self.states: dict[str, str] = {
+            a.alarm_id: INSUFFICIENT_DATA for a in self._current.alarms}
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=conf.alarms.action_workers,
             thread_name_prefix='doctor-alarm-action')
@@ -201,14 +200,23 @@ class EventAlarmEvaluator:
     def matching(self, ev: event_model.Event
                  ) -> list[definitions.AlarmDefinition]:
         """The alarms that ``ev`` triggers."""
-        # The index matched the event type already.
-        return [a for a in self.candidates(ev) if a.rule.holds(ev)]
+        return self._match(ev)[0]
 
     def clearing(self, ev: event_model.Event
                  ) -> list[definitions.AlarmDefinition]:
         """The alarms whose ``ok_rule`` ``ev`` satisfies."""
-        return [a for a in self._current.ok_rules.lookup(
-            ev, event_project(ev)) if a.ok_rule.holds(ev)]
+        return self._match(ev)[1]
+
+    def _match(self, ev: event_model.Event
+               ) -> tuple[list[definitions.AlarmDefinition],
+                          list[definitions.AlarmDefinition]]:
+        """(fired, cleared) of ``ev``, from one generation of alarms."""
+        current, project = self._current, event_project(ev)
+        # The index matched the event type already.
+        return ([a for a in current.rules.lookup(ev, project)
+                 if a.rule.holds(ev)],
+                [a for a in current.ok_rules.lookup(ev, project)
+                 if a.ok_rule.holds(ev)])
 
     def evaluate(self, events: typing.Iterable[event_model.Event]
                  ) -> list[concurrent.futures.Future]:
@@ -221,8 +229,7 @@ class EventAlarmEvaluator:
         count = 0
         for ev in events:
             fault_id = ev.trait('monitor_event_id')
-            fired = self.matching(ev)
-            cleared = self.clearing(ev)
+            fired, cleared = self._match(ev)
             self.timeline.mark(fault_id, 'T07')
             serialized = None
             for alarm, new in ([(a, ALARM) for a in fired]

@@ -40,15 +40,6 @@ def _database_dir() -> str:
     return _DATABASE_DIR
 
 
-def available() -> bool:
-    """Whether aodh is installed here."""
-    try:
-        import aodh  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 class AodhInProcess:
     """An Aodh with SQLite storage (one database per process).
 

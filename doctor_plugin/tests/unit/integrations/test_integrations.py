@@ -11,7 +11,6 @@ from urllib import parse as urlparse
 import uuid
 
 import fixtures
-from oslo_config import cfg
 import requests
 
 from doctor_plugin import consumer
@@ -21,31 +20,21 @@ from doctor_plugin.inspector import service as inspector_service
 from doctor_plugin.inspector import topology
 from doctor_plugin.integrations import aodh
 from doctor_plugin.integrations import ceilometer
-from doctor_plugin import messaging
-from doctor_plugin import opts
 from doctor_plugin import pipeline as pipeline_mod
 from doctor_plugin import plugins
 from doctor_plugin.tests import alarm_files
-from doctor_plugin.tests import base
+from doctor_plugin.tests.unit.inspector import test_service
 from doctor_plugin.tests.unit.transformers import test_alertmanager
 from doctor_plugin.tests.unit.transformers import test_libvirt
 
 TIMEOUT = 10
 
 
-class InspectorTestCase(base.TestCase):
+class InspectorTestCase(test_service.ServiceTestCase):
+    """The service's test set-up (fake:// bus, port 0), with alarms://."""
 
     def setUp(self):
         super().setUp()
-        self.useFixture(fixtures.Timeout(60, gentle=True))
-        self.conf = cfg.ConfigOpts()
-        opts.register_all(self.conf)
-        self.conf([], project='doctor_plugin', default_config_files=[])
-        messaging.cleanup()
-        self.addCleanup(messaging.cleanup)
-        self.set_opts(transport_url=messaging.FAKE_TRANSPORT_URL)
-        self.set_opts(group='inspector', port=0,
-                      enable_notification_listener=False)
         self.set_opts(group='notifier', webhook_max_retries=0)
         self.receiver = consumer.ConsumerServer().start()
         self.addCleanup(self.receiver.stop)
