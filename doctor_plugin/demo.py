@@ -9,9 +9,11 @@ heartbeats stop; T00 is that moment.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -101,6 +103,11 @@ def make_conf(settings: ChainSettings) -> cfg.ConfigOpts:
     opts.register_all(conf)
     conf([], project='doctor_plugin', default_config_files=[])
     conf.set_override('transport_url', settings.transport_url)
+    # A run's deliveries are its own: a database that lives as long as
+    # the run, not one in /var/lib that the next run would resume.
+    state = tempfile.mkdtemp(prefix='doctor-plugin-')
+    atexit.register(shutil.rmtree, state, True)
+    conf.set_override('state_path', state)
     conf.set_override('event_topics', [settings.event_topic],
                       group='listener')
     conf.set_override('port', 0, group='inspector')

@@ -70,21 +70,26 @@ def get_listener(transport: oslo_messaging.Transport,
                  topics: typing.Iterable[str],
                  endpoints: list, pool: str | None = None,
                  batch_size: int | None = None,
-                 batch_timeout: float | None = None
+                 batch_timeout: float | None = None,
+                 allow_requeue: bool = False
                  ) -> oslo_messaging.MessageHandlingServer:
     """A threaded notification listener on ``topics``.
 
     Listeners that share a ``pool`` name compete for messages (work
     sharing); distinct pools each get every message. With ``batch_size``
-    the endpoints receive lists of messages.
+    the endpoints receive lists of messages. With ``allow_requeue`` an
+    endpoint that returns ``NotificationResult.REQUEUE`` (or raises)
+    leaves the message on the broker for another try.
     """
     targets = [oslo_messaging.Target(topic=topic) for topic in topics]
     if batch_size:
         return oslo_messaging.get_batch_notification_listener(
             transport, targets, endpoints, executor='threading',
-            pool=pool, batch_size=batch_size, batch_timeout=batch_timeout)
+            pool=pool, batch_size=batch_size, batch_timeout=batch_timeout,
+            allow_requeue=allow_requeue)
     return oslo_messaging.get_notification_listener(
-        transport, targets, endpoints, executor='threading', pool=pool)
+        transport, targets, endpoints, executor='threading', pool=pool,
+        allow_requeue=allow_requeue)
 
 
 #: Priorities a notification listener may bind a queue for.

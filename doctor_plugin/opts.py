@@ -14,6 +14,7 @@ from oslo_messaging import opts as messaging_opts
 import doctor_plugin.alarms.evaluator
 import doctor_plugin.alarms.listener
 import doctor_plugin.controller.nova
+import doctor_plugin.delivery
 import doctor_plugin.inspector.api
 import doctor_plugin.inspector.correlation
 import doctor_plugin.inspector.engine
@@ -35,7 +36,9 @@ import doctor_plugin.transformers.nova_service
 def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
     """Our options by group, as oslo-config-generator expects them."""
     return [
-        ('DEFAULT', doctor_plugin.pipeline.OPTS),
+        ('DEFAULT', list(itertools.chain(
+            doctor_plugin.delivery.STATE_OPTS,
+            doctor_plugin.pipeline.OPTS))),
         ('inspector', list(itertools.chain(
             doctor_plugin.inspector.api.OPTS,
             doctor_plugin.inspector.correlation.OPTS,
@@ -51,6 +54,7 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
             doctor_plugin.notifiers.messaging.OPTS,
             doctor_plugin.notifiers.webhook.OPTS))),
         ('alarms', doctor_plugin.alarms.evaluator.OPTS),
+        ('delivery', doctor_plugin.delivery.OPTS),
         ('listener', doctor_plugin.alarms.listener.OPTS),
         ('heartbeat', doctor_plugin.monitors.heartbeat.OPTS),
         ('monitor', list(itertools.chain(

@@ -32,6 +32,7 @@ import typing
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from doctor_plugin import delivery
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin import plugins
@@ -212,6 +213,14 @@ class Pipeline:
                         raise exceptions.ConfigurationError(
                             definition.origin, f'sink {sink.name}',
                             str(exc)) from None
+        #: Records and retries the durable notifiers' deliveries.
+        self.outbox = None
+        if any(n.durable for n in self.notifiers.values()):
+            try:
+                self.outbox = delivery.get_outbox(conf)
+            except exceptions.DoctorPluginError:
+                self._close_notifiers()
+                raise
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=conf.pipeline_workers,
             thread_name_prefix='doctor-pipeline')
@@ -249,6 +258,10 @@ class Pipeline:
                 ) -> dict[str, Exception]:
         """Deliver ``events`` to their notifiers, in parallel.
 
+        Durable notifiers' deliveries are recorded first; once this
+        returns they are made or will be retried (a failure of theirs is
+        then not reported here).
+
         :returns: the failures, by notifier URL (empty when all succeeded)
         """
         batches = self.route(events)
@@ -266,8 +279,12 @@ class Pipeline:
 
     def _deliver(self, url: str, batch: list[event_model.Event]
                  ) -> dict[str, Exception]:
+        notifier = self.notifiers[url]
         try:
-            self.notifiers[url].notify(batch)
+            if self.outbox is not None and notifier.durable:
+                self.outbox.deliver(notifier, batch)
+            else:
+                notifier.notify(batch)
         except Exception as exc:
             LOG.error('Notifier %s failed to deliver %d event(s): %s',
                       plugins.redact_url(url), len(batch), exc)
@@ -281,5 +298,10 @@ class Pipeline:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
+        delivery.release(self.outbox)
+        self.outbox = None
+        self._close_notifiers()
+
+    def _close_notifiers(self) -> None:
         for notifier in self.notifiers.values():
             notifier.close()

@@ -28,6 +28,7 @@ from oslo_log import log as logging
 from doctor_plugin import activity as activity_mod
 from doctor_plugin.alarms import definitions
 from doctor_plugin.alarms import index as index_mod
+from doctor_plugin import delivery
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.notifiers import base as notifier_base
@@ -60,6 +61,10 @@ ALARM, OK, INSUFFICIENT_DATA = 'alarm', 'ok', 'insufficient data'
 
 #: How many alarm transitions one log line names (the rest are counted).
 MAX_LOGGED_TRANSITIONS = 10
+
+#: Durable actions recorded per transaction: the first webhooks of a
+#: failed rack's thousands go out while the rest are being recorded.
+RECORD_BATCH = 256
 
 
 def event_project(ev: event_model.Event) -> str | None:
@@ -124,6 +129,9 @@ class EventAlarmEvaluator:
             max_workers=conf.alarms.action_workers,
             thread_name_prefix='doctor-alarm-action')
         self._watcher: DefinitionsWatcher | None = None
+        #: Records and retries the actions of durable notifiers (webhooks,
+        #: the bus); None when ``[delivery] durable`` is off.
+        self.outbox = delivery.get_outbox(conf)
 
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts, path: str | None = None,
@@ -227,6 +235,9 @@ class EventAlarmEvaluator:
         futures: list[concurrent.futures.Future] = []
         transitions: list[str] = []
         count = 0
+        #: (notifier, event, notification) of durable actions to record.
+        durable: list[tuple[notifier_base.NotifierBase, event_model.Event,
+                            notifier_base.AlarmNotification]] = []
         for ev in events:
             fault_id = ev.trait('monitor_event_id')
             fired, cleared = self._match(ev)
@@ -249,9 +260,18 @@ class EventAlarmEvaluator:
                 for url in (alarm.alarm_actions if new == ALARM
                             else alarm.ok_actions):
                     self.timeline.mark(fault_id, 'T08')
+                    notifier = self._notifiers[url]
+                    if self.outbox is not None and notifier.durable:
+                        durable.append((notifier, ev, notification))
+                        if len(durable) >= RECORD_BATCH:
+                            self._start_durable(durable, futures)
+                            durable = []
+                        continue
                     self.activity.begin()
                     futures.append(self._executor.submit(
                         self._run_action, url, ev, notification))
+        if durable:
+            self._start_durable(durable, futures)
         if count:
             # One line per batch: a failed host fires one alarm per
             # tenant (or per VM), and a log record per alarm cost more
@@ -293,6 +313,38 @@ class EventAlarmEvaluator:
                     f'<query={rule.reason_query()}>.'),
             reason_data={'type': 'event', 'event': serialized})
 
+    def _start_durable(self, actions: list[tuple[
+            notifier_base.NotifierBase, event_model.Event,
+            notifier_base.AlarmNotification]],
+            futures: list[concurrent.futures.Future]) -> None:
+        """Record durable actions, then start making them.
+
+        If the database cannot record them they are made once, without
+        retries, as without an outbox: the alarms have moved already.
+        """
+        prepared = [(notifier, item) for notifier, ev, notification
+                    in actions
+                    for item in notifier.prepare([ev], notification)]
+        try:
+            heads = self.outbox.accept(prepared)
+        except exceptions.DeliveryError as exc:
+            LOG.error('%s; making %d alarm actions once, without retries',
+                      exc, len(prepared))
+            for notifier, ev, notification in actions:
+                self.activity.begin()
+                futures.append(self._executor.submit(
+                    self._run_action, notifier.url, ev, notification))
+            return
+        for head in heads:
+            self.activity.begin()
+            futures.append(self._executor.submit(self._run_delivery, head))
+
+    def _run_delivery(self, head: typing.Any) -> None:
+        try:
+            self.outbox.run(head)
+        finally:
+            self.activity.end()
+
     def _run_action(self, url: str, ev: event_model.Event,
                     notification: notifier_base.AlarmNotification) -> None:
         try:
@@ -308,6 +360,8 @@ class EventAlarmEvaluator:
         if self._watcher is not None:
             self._watcher.stop()
         self._executor.shutdown(wait=True)
+        delivery.release(self.outbox)
+        self.outbox = None
         for notifier in self._notifiers.values():
             notifier.close()
 

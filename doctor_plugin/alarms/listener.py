@@ -15,7 +15,9 @@ from oslo_log import log as logging
 import oslo_messaging
 
 from doctor_plugin.alarms import evaluator as evaluator_mod
+from doctor_plugin.delivery import rejects as rejects_mod
 from doctor_plugin import event as event_model
+from doctor_plugin import exceptions
 from doctor_plugin import messaging
 
 LOG = logging.getLogger(__name__)
@@ -39,6 +41,8 @@ class EventEndpoint:
 
     def __init__(self, evaluator: evaluator_mod.EventAlarmEvaluator) -> None:
         self.evaluator = evaluator
+        self.rejects = rejects_mod.Rejects(evaluator.outbox,
+                                           source='alarm-listener')
 
     def sample(self, ctxt: dict, publisher_id: str, event_type: str,
                payload: typing.Any, metadata: dict) -> None:
@@ -54,12 +58,18 @@ class EventEndpoint:
                 continue
             try:
                 events.append(event_model.Event.deserialize(item))
-            except (TypeError, ValueError) as exc:
-                LOG.warning('Dropping malformed event from %s (message %s):'
-                            ' %s', publisher_id, metadata.get('message_id'),
-                            exc)
+            except (TypeError, ValueError, AttributeError) as exc:
+                self.rejects.reject(
+                    dict(metadata or {}, event_type=event_type,
+                         publisher_id=publisher_id), item,
+                    exceptions.InvalidPayload('event', str(exc)))
         if events:
-            self.evaluator.evaluate(events)
+            try:
+                self.evaluator.evaluate(events)
+            except Exception as exc:
+                self.rejects.reject(
+                    dict(metadata or {}, event_type=event_type,
+                         publisher_id=publisher_id), payload, exc)
 
 
 class AlarmListener:

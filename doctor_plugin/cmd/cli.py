@@ -1,7 +1,8 @@
 """``doctor-plugin``: the operator's command line.
 
 Sub-commands: ``demo`` (the whole Doctor chain on one machine), ``bench``
-(the benchmark harness), ``list-plugins`` and ``validate-config``.
+(the benchmark harness), ``list-plugins``, ``validate-config`` and
+``deliveries`` (``list``, ``retry``, ``rejected``: the delivery database).
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ import argparse
 import json
 import logging as std_logging
 import sys
+import time
 
 from doctor_plugin.alarms import definitions
 from doctor_plugin.bench import harness
 from doctor_plugin.bench import scenarios
 from doctor_plugin.controller import nova
+from doctor_plugin.delivery import store as store_mod
 from doctor_plugin import demo
 from doctor_plugin import exceptions
 from doctor_plugin.inspector import topology as topology_mod
@@ -106,7 +109,92 @@ def build_parser() -> argparse.ArgumentParser:
                     '--config-file and --config-dir follow), then load the '
                     'pipeline, the alarm definitions, the topology and '
                     'every plugin they name.')
+
+    p = sub.add_parser(
+        'deliveries',
+        help='show and retry the deliveries in the delivery database',
+        description='Read the [delivery] connection database of the '
+                    'configuration (oslo.config options such as '
+                    '--config-file follow).')
+    dsub = p.add_subparsers(dest='action', required=True)
+    q = dsub.add_parser('list', help='list pending or dead-lettered '
+                                     'deliveries, oldest first')
+    q.add_argument('--status', choices=store_mod.STATUSES + ('all',),
+                   default='all', help='which deliveries (default all)')
+    q.add_argument('--owner', help='only those of this [delivery] owner')
+    q.add_argument('--limit', type=_positive_int, default=100,
+                   help='at most this many (default 100)')
+    q.add_argument('--json', action='store_true',
+                   help='one JSON object per line')
+    q = dsub.add_parser(
+        'retry', help='make dead-lettered deliveries pending again',
+        description='A running inspector or listener of the owner takes '
+                    'them up within [delivery] poll_interval; otherwise '
+                    'they wait for its next start.')
+    q.add_argument('ids', nargs='*', type=int, metavar='ID',
+                   help='deliveries to retry (see "list")')
+    q.add_argument('--all-dead', action='store_true',
+                   help='every dead-lettered delivery (of --from-owner)')
+    q.add_argument('--from-owner', help='only deliveries of this owner')
+    q.add_argument('--owner', help='hand them to this owner, e.g. an '
+                                   'inspector that replaces a lost one')
+    q = dsub.add_parser('rejected',
+                        help='list bus messages rejected as malformed')
+    q.add_argument('--limit', type=_positive_int, default=100,
+                   help='at most this many (default 100)')
     return parser
+
+
+def cmd_deliveries(args: argparse.Namespace) -> int:
+    conf = service.prepare_service(args.oslo_args,
+                                   f'{PROG} deliveries {args.action}')
+    store = store_mod.DeliveryStore(conf.delivery.connection)
+    try:
+        if args.action == 'list':
+            return _list_deliveries(store, args)
+        if args.action == 'rejected':
+            for row in store.rejected(args.limit):
+                print(json.dumps(row, sort_keys=True))
+            return 0
+        if bool(args.ids) == args.all_dead:
+            raise exceptions.ConfigurationError(
+                'deliveries retry', None,
+                'name the deliveries to retry by ID, or give --all-dead')
+        changed = store.retry(
+            args.ids or None, time.time() + conf.delivery.deadline,
+            owner=args.owner, from_owner=args.from_owner)
+        print(f'{changed} deliveries are pending again')
+        return 0 if changed or args.all_dead else 1
+    finally:
+        store.close()
+
+
+def _list_deliveries(store: store_mod.DeliveryStore,
+                     args: argparse.Namespace) -> int:
+    rows = store.find(None if args.status == 'all' else args.status,
+                      args.owner, args.limit)
+    if args.json:
+        for d in rows:
+            print(json.dumps({
+                'id': d.id, 'status': d.status, 'owner': d.owner,
+                'target': plugins.redact_url(d.target),
+                'label': d.label, 'event_id': d.event_id,
+                'attempts': d.attempts, 'created_at': d.created,
+                'next_attempt_at': d.next_attempt,
+                'deadline_at': d.deadline, 'last_error': d.last_error},
+                sort_keys=True))
+        return 0
+    counts = store.counts()
+    print(', '.join(f'{counts.get(k, 0)} {k}'
+                    for k in store_mod.STATUSES + ('rejected',)))
+    for d in rows:
+        when = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(d.created))
+        print(f'{d.id} {d.status:7} {when} attempts={d.attempts} '
+              f'{plugins.redact_url(d.target)} {d.label!r} '
+              f'event={d.event_id}')
+        if d.last_error:
+            print(f'    last error: {d.last_error}')
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -226,15 +314,39 @@ COMMANDS = {
     'bench': cmd_bench,
     'list-plugins': cmd_list_plugins,
     'validate-config': cmd_validate_config,
+    'deliveries': cmd_deliveries,
 }
+
+
+#: oslo.config's own options that take a value.
+_OSLO_VALUE_OPTS = ('--config-file', '--config-dir')
+
+
+def _split_oslo_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(ours, oslo.config's): ``--config-file F`` would pass for an ID."""
+    ours: list[str] = []
+    oslo: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg in _OSLO_VALUE_OPTS:
+            oslo.extend((arg, next(args, '')))
+        elif arg.startswith(tuple(f'{o}=' for o in _OSLO_VALUE_OPTS)):
+            oslo.append(arg)
+        else:
+            ours.append(arg)
+    return ours, oslo
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    argv, oslo_args = _split_oslo_args(argv)
     args, extra = parser.parse_known_args(argv)
-    if args.command == 'validate-config':
-        # Everything after the sub-command is oslo.config's.
-        args.oslo_args = extra
+    if args.command in ('validate-config', 'deliveries'):
+        # The rest is oslo.config's.
+        args.oslo_args = oslo_args + extra
+    elif oslo_args:
+        parser.error(f'unrecognized arguments: {" ".join(oslo_args)}')
     elif extra:
         parser.error(f'unrecognized arguments: {" ".join(extra)}')
     std_logging.basicConfig(

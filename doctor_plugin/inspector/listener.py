@@ -8,11 +8,15 @@ it produces go through the inspector like those of the HTTP API.
 from __future__ import annotations
 
 import fnmatch
+import time
 import typing
 
 from oslo_config import cfg
 from oslo_log import log as logging
+import oslo_messaging
 
+from doctor_plugin import delivery
+from doctor_plugin.delivery import rejects as rejects_mod
 from doctor_plugin import exceptions
 from doctor_plugin.inspector import engine
 from doctor_plugin import messaging
@@ -34,14 +38,21 @@ OPTS = [
 ]
 
 
+#: Seconds a notification whose events could not be recorded waits
+#: before it is requeued, so that a database outage is not a busy loop.
+REQUEUE_DELAY = 1.0
+
+
 class NotificationEndpoint:
     """Dispatch notifications to transformers by event type."""
 
     def __init__(self, inspector: engine.Inspector,
                  transformers: typing.Sequence[
-                     transformer_base.TransformerBase]) -> None:
+                     transformer_base.TransformerBase],
+                 rejects: rejects_mod.Rejects | None = None) -> None:
         self.inspector = inspector
         self.transformers = [t for t in transformers if t.event_types]
+        self.rejects = rejects or rejects_mod.Rejects()
 
     def handles(self, event_type: str
                 ) -> list[transformer_base.TransformerBase]:
@@ -61,16 +72,23 @@ class NotificationEndpoint:
         for transformer in transformers:
             try:
                 events.extend(transformer.transform(payload, meta))
-            except exceptions.InvalidPayload as exc:
-                LOG.warning('Dropping malformed %s notification %s from %s:'
-                            ' %s', event_type, meta.get('message_id'),
-                            publisher_id, exc)
+            except Exception as exc:
+                # Acknowledged, not requeued: it would come back forever.
+                self.rejects.reject(meta, payload, exc)
         if events:
             try:
                 self.inspector.process(events)
             except exceptions.DeliveryError as exc:
+                # Not acknowledged: the broker keeps the notification until
+                # its events are recorded (a delivery database that is
+                # down) or published.
                 LOG.error('Could not publish the events of %s notification '
-                          '%s: %s', event_type, meta.get('message_id'), exc)
+                          '%s, requeuing it in %.1f s: %s', event_type,
+                          meta.get('message_id'), REQUEUE_DELAY, exc)
+                time.sleep(REQUEUE_DELAY)
+                return oslo_messaging.NotificationResult.REQUEUE
+            except Exception as exc:
+                self.rejects.reject(meta, payload, exc)
         return None
 
     def audit(self, ctxt, publisher_id, event_type, payload, metadata):
@@ -102,11 +120,13 @@ class NotificationListener:
                      transformer_base.TransformerBase],
                  transport_url: str | None = None) -> None:
         conf.register_opts(OPTS, group='inspector')
-        self.endpoint = NotificationEndpoint(inspector, transformers)
+        self.outbox = delivery.get_outbox(conf)
+        self.endpoint = NotificationEndpoint(
+            inspector, transformers, rejects_mod.Rejects(self.outbox))
         transport = messaging.get_transport(conf, transport_url)
         self._server = messaging.get_listener(
             transport, conf.inspector.notification_topics, [self.endpoint],
-            pool=conf.inspector.notification_pool)
+            pool=conf.inspector.notification_pool, allow_requeue=True)
 
     def start(self) -> None:
         self._server.start()
@@ -114,3 +134,5 @@ class NotificationListener:
     def stop(self) -> None:
         self._server.stop()
         self._server.wait()
+        delivery.release(self.outbox)
+        self.outbox = None

@@ -44,6 +44,19 @@ class AlarmNotification:
                 for field in dataclasses.fields(self)}
 
 
+class Prepared(typing.NamedTuple):
+    """One payload of a durable notifier, before it is recorded."""
+
+    #: Ordering key within the notifier's target (an alarm id, a topic):
+    #: payloads of one key are delivered in order.
+    key: str
+    #: Idempotency key the receiver sees (the event's message_id).
+    event_id: str
+    #: What logs call it (an alarm's name).
+    label: str
+    payload: bytes
+
+
 class NotifierBase(metaclass=abc.ABCMeta):
     """Deliver events to the target named by a URL.
 
@@ -71,6 +84,34 @@ class NotifierBase(metaclass=abc.ABCMeta):
         :raises doctor_plugin.exceptions.DeliveryError: if the target could
             not be reached or refused the events
         """
+
+    #: Whether the notifier splits its deliveries into :meth:`prepare` and
+    #: :meth:`send`, so that an outbox can record and retry them
+    #: (:mod:`doctor_plugin.delivery`).
+    durable = False
+
+    def prepare(self, events: typing.Sequence[event_model.Event],
+                alarm: AlarmNotification | None = None
+                ) -> list[Prepared]:
+        """What :meth:`notify` would send, as recordable payloads.
+
+        Durable notifiers only.
+
+        :returns: :class:`Prepared` payloads, in the order they are to be
+            sent
+        """
+        raise NotImplementedError
+
+    def send(self, item: typing.Any) -> None:
+        """Send one payload of :meth:`prepare` (or its recorded copy).
+
+        Durable notifiers only. ``item`` has ``payload``, ``event_id``
+        and ``label``.
+
+        :raises doctor_plugin.exceptions.DeliveryError: if the target could
+            not be reached or refused it
+        """
+        raise NotImplementedError
 
     def reload(self) -> None:
         """Read the target's own definition files again (SIGHUP).

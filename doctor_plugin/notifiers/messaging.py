@@ -32,6 +32,7 @@ import uuid
 from oslo_config import cfg
 from oslo_log import log as logging
 import oslo_messaging
+from oslo_serialization import jsonutils
 from oslo_utils import timeutils
 
 from doctor_plugin import event as event_model
@@ -110,9 +111,9 @@ class _TopicSender:
             for priority in ('sample', 'info')}
 
     def send(self, priority: str, event_type: str,
-             payload: typing.Any) -> None:
+             payload: typing.Any, message_id: str | None = None) -> None:
         message = {
-            'message_id': str(uuid.uuid4()),
+            'message_id': message_id or str(uuid.uuid4()),
             'publisher_id': self._publisher_id,
             'event_type': event_type,
             'priority': priority.upper(),
@@ -179,6 +180,9 @@ class MessagingNotifier(base.NotifierBase):
         self._notification_types = tuple(opts.notification_event_types)
         self._sends_notification: dict[str, bool] = {}
 
+    #: The event batch is one delivery, and each plain notification one.
+    durable = True
+
     def notify(self, events: typing.Sequence[event_model.Event],
                alarm: base.AlarmNotification | None = None) -> None:
         payload = [event_model.message_from_event(e, self.secret)
@@ -192,6 +196,37 @@ class MessagingNotifier(base.NotifierBase):
                 self._send(self.notification_sender, 'info',
                            event.event_type, notification_payload(event), 1)
 
+    def prepare(self, events: typing.Sequence[event_model.Event],
+                alarm: base.AlarmNotification | None = None
+                ) -> list[base.Prepared]:
+        """The event batch, then the plain notifications, as messages.
+
+        Each carries the message_id it is sent with every time, and the
+        message_id of its (first) event as its idempotency key.
+        """
+        payload = [event_model.message_from_event(e, self.secret)
+                   for e in events]
+        prepared = [_message(_EVENTS, 'sample', 'event', payload,
+                             events[0].message_id, len(events))]
+        if self.notification_sender is not None:
+            prepared.extend(
+                _message(_NOTIFICATIONS, 'info', e.event_type,
+                         notification_payload(e), e.message_id, 1)
+                for e in events if self._notifies(e.event_type))
+        return prepared
+
+    def send(self, item: typing.Any) -> None:
+        message = jsonutils.loads(item.payload)
+        sender = (self.event_sender if message['to'] == _EVENTS
+                  else self.notification_sender)
+        if sender is None:
+            raise exceptions.DeliveryError(
+                f'{item.label}: notification_topic is now empty, so the '
+                f'plain notification recorded for it cannot be sent')
+        self._send(sender, message['priority'], message['event_type'],
+                   message['payload'], message['count'],
+                   message['message_id'])
+
     def _notifies(self, event_type: str) -> bool:
         """Whether events of ``event_type`` get a plain notification."""
         sends = self._sends_notification.get(event_type)
@@ -203,9 +238,10 @@ class MessagingNotifier(base.NotifierBase):
 
     @staticmethod
     def _send(sender: _TopicSender, priority: str, event_type: str,
-              payload: typing.Any, count: int) -> None:
+              payload: typing.Any, count: int,
+              message_id: str | None = None) -> None:
         try:
-            sender.send(priority, event_type, payload)
+            sender.send(priority, event_type, payload, message_id)
         except (oslo_messaging.MessagingException, OSError) as exc:
             raise exceptions.DeliveryError(
                 f'could not publish {count} event(s) as {event_type!r} '
@@ -218,6 +254,20 @@ class MessagingNotifier(base.NotifierBase):
                   '(%(priority)s) to topic %(topic)s',
                   {'count': count, 'event_type': event_type,
                    'priority': priority, 'topic': sender.topic})
+
+
+_EVENTS, _NOTIFICATIONS = 'events', 'notifications'
+
+
+def _message(to: str, priority: str, event_type: str, payload: typing.Any,
+             event_id: str, count: int) -> base.Prepared:
+    return base.Prepared(
+        key=to, event_id=event_id,
+        label=f'{count} event(s) as {event_type!r}',
+        payload=jsonutils.dump_as_bytes({
+            'to': to, 'priority': priority, 'event_type': event_type,
+            'payload': payload, 'count': count,
+            'message_id': str(uuid.uuid4())}))
 
 
 def notification_payload(event: event_model.Event) -> dict:

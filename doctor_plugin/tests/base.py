@@ -1,9 +1,20 @@
 """Base classes for doctor_plugin's tests."""
 
+import socket
+
+import fixtures
 from oslo_config import cfg
 from oslotest import base
 
+from doctor_plugin import delivery
 from doctor_plugin import profiler
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
 
 
 class TestCase(base.BaseTestCase):
@@ -13,6 +24,9 @@ class TestCase(base.BaseTestCase):
         super().setUp()
         self.conf = cfg.ConfigOpts()
         self.conf([], project='doctor_plugin')
+        # Each test its own delivery database (and nothing in /var/lib).
+        delivery.register_opts(self.conf)
+        self.set_opts(state_path=self.useFixture(fixtures.TempDir()).path)
         self.timeline = profiler.Timeline()
 
     def set_opts(self, group: str | None = None, **overrides) -> None:

@@ -78,7 +78,7 @@ class TestEventEndpoint(ListenerTestCase):
 
     def test_malformed_events_are_dropped_good_ones_evaluated(self):
         logger = self.useFixture(fixtures.FakeLogger(
-            name='doctor_plugin.alarms.listener'))
+            name='doctor_plugin.delivery.rejects'))
         first, last = host_down(), host_down()
         no_type = host_down().serialize()
         del no_type['event_type']
@@ -89,12 +89,16 @@ class TestEventEndpoint(ListenerTestCase):
         self.assertEqual(sorted([first.message_id, last.message_id]),
                          self.received_ids(2))
         drops = [line for line in logger.output.splitlines()
-                 if line.startswith('Dropping malformed event')]
+                 if line.startswith('Rejected malformed')]
         self.assertEqual(5, len(drops), logger.output)
-        self.assertIn('from ceilometer.notification (message msg-1)',
-                      drops[0])
+        self.assertIn('msg-1 from ceilometer.notification (1 rejected so '
+                      'far)', drops[0])
         self.assertIn("'event_type'", drops[1])
         self.assertIn("'generated'", drops[2])
+        # Each kept once, for the operator.
+        kept = self.endpoint.evaluator.outbox.store.rejected()
+        self.assertEqual(5, len(kept))
+        self.assertEqual({'alarm-listener'}, {r['source'] for r in kept})
 
     def test_only_malformed_events(self):
         self.sample([{'event_type': 'compute.host.down'}])

@@ -1,0 +1,336 @@
+"""Where deliveries wait until they are made: a table in SQL.
+
+SQLAlchemy Core over any database it speaks: a SQLite file by default (in
+WAL mode, so a commit is a write to the log, not a sync of the database),
+or a server such as PostgreSQL or MariaDB that several inspectors share.
+Rows are kept only while a delivery is pending or after it was given up
+(dead-lettered): a delivered row is deleted.
+
+Besides deliveries, the store keeps the bus messages that were rejected as
+malformed (poison messages), once each, for an operator to look at.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+import typing
+
+from oslo_log import log as logging
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from doctor_plugin import exceptions
+
+LOG = logging.getLogger(__name__)
+
+PENDING, DEAD = 'pending', 'dead'
+STATUSES = (PENDING, DEAD)
+
+#: The longest text kept of an error or a rejected message.
+MAX_TEXT = 4000
+
+_METADATA = sa.MetaData()
+
+DELIVERIES = sa.Table(
+    'doctor_deliveries', _METADATA,
+    # Made by the writer (see Outbox): ordered by time of recording.
+    sa.Column('id', sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column('owner', sa.String(255), nullable=False),
+    sa.Column('ordering_key', sa.String(767), nullable=False),
+    sa.Column('target', sa.Text, nullable=False),
+    sa.Column('event_id', sa.String(255), nullable=False),
+    sa.Column('label', sa.String(255), nullable=False),
+    sa.Column('payload', sa.LargeBinary, nullable=False),
+    sa.Column('status', sa.String(16), nullable=False),
+    sa.Column('attempts', sa.Integer, nullable=False),
+    sa.Column('created_at', sa.Float, nullable=False),
+    sa.Column('next_attempt_at', sa.Float, nullable=False),
+    sa.Column('deadline_at', sa.Float, nullable=False),
+    sa.Column('last_error', sa.Text),
+    sa.Index('doctor_deliveries_owner_status', 'owner', 'status'),
+)
+
+REJECTED = sa.Table(
+    'doctor_rejected_messages', _METADATA,
+    sa.Column('id', sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column('owner', sa.String(255), nullable=False),
+    sa.Column('source', sa.String(255), nullable=False),
+    sa.Column('message_id', sa.String(255)),
+    sa.Column('event_type', sa.String(255)),
+    sa.Column('reason', sa.Text, nullable=False),
+    sa.Column('body', sa.Text, nullable=False),
+    sa.Column('created_at', sa.Float, nullable=False),
+)
+
+
+@dataclasses.dataclass(slots=True)
+class Delivery:
+    """One payload for one target, as recorded.
+
+    :param key: deliveries of one key are made in order (an alarm at one
+        URL, a topic of the bus)
+    :param target: the notifier URL
+    :param event_id: the idempotency key receivers see
+    :param label: what to call it in logs (an alarm's name)
+    :param payload: what the notifier sends, in its own encoding
+    """
+
+    id: int
+    key: str
+    target: str
+    event_id: str
+    label: str
+    payload: bytes
+    deadline: float
+    attempts: int = 0
+    next_attempt: float = 0.0
+    last_error: str | None = None
+    status: str = PENDING
+    created: float = 0.0
+    owner: str = ''
+
+
+class IdClock:
+    """Ids that grow: nanoseconds since the epoch, never repeated.
+
+    Made by the writer rather than the database so that a delivery is
+    known to its process before its row can be read back by the poller.
+    """
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        with self._lock:
+            self._last = max(time.time_ns(), self._last + 1)
+            return self._last
+
+
+def _sqlite_pragmas(dbapi_conn: typing.Any, record: typing.Any) -> None:
+    cursor = dbapi_conn.cursor()
+    # WAL: readers do not block the writer, and a commit appends to the
+    # log. NORMAL: the log is synced at checkpoints, so a process that is
+    # killed loses nothing committed; a power cut may lose the last
+    # transactions (use a database server where that matters).
+    cursor.execute('PRAGMA journal_mode=WAL')
+    cursor.execute('PRAGMA synchronous=NORMAL')
+    cursor.execute('PRAGMA busy_timeout=10000')
+    cursor.close()
+
+
+def redact(url: str) -> str:
+    """A database URL without its password, for logs and errors."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa_exc.ArgumentError:
+        return '<unparsable database URL>'
+
+
+class DeliveryStore:
+    """The deliveries and rejected messages tables of one database.
+
+    :param url: a SQLAlchemy database URL
+    :raises ConfigurationError: if the database cannot be opened or its
+        tables made
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            parsed = sa.engine.make_url(url)
+        except sa_exc.ArgumentError as exc:
+            raise exceptions.ConfigurationError(
+                '[delivery] connection', redact(url),
+                f'is not a database URL ({exc}); write e.g. '
+                f'sqlite:////var/lib/doctor_plugin/deliveries.sqlite or '
+                f'postgresql+psycopg2://user:password@host/doctor') from None
+        kwargs: dict[str, typing.Any] = {}
+        if parsed.get_backend_name() == 'sqlite':
+            path = parsed.database
+            if path and path != ':memory:':
+                directory = os.path.dirname(os.path.abspath(path))
+                try:
+                    os.makedirs(directory, exist_ok=True)
+                except OSError as exc:
+                    raise exceptions.ConfigurationError(
+                        '[delivery] connection', redact(url),
+                        f'cannot create the directory of the database: '
+                        f'{exc}; set [DEFAULT] state_path to a writable '
+                        f'directory or [delivery] connection to another '
+                        f'database') from None
+            else:
+                # One connection, or every thread would see its own empty
+                # in-memory database.
+                kwargs['poolclass'] = sa.pool.StaticPool
+                kwargs['connect_args'] = {'check_same_thread': False}
+        else:
+            kwargs['pool_pre_ping'] = True
+        try:
+            self.engine = sa.create_engine(url, **kwargs)
+        except (sa_exc.ArgumentError, ImportError) as exc:
+            raise exceptions.ConfigurationError(
+                '[delivery] connection', redact(url),
+                f'cannot be used: {exc}; install the database driver it '
+                f'names (e.g. psycopg2 for postgresql://, PyMySQL for '
+                f'mysql+pymysql://)') from None
+        if parsed.get_backend_name() == 'sqlite':
+            sa.event.listen(self.engine, 'connect', _sqlite_pragmas)
+        try:
+            _METADATA.create_all(self.engine)
+        except sa_exc.SQLAlchemyError as exc:
+            self.engine.dispose()
+            raise exceptions.ConfigurationError(
+                '[delivery] connection', redact(url),
+                f'cannot be opened: {_reason(exc)}; check that the '
+                f'database exists and is writable by this service') from None
+
+    # Writes on the notification path raise DeliveryError: the caller
+    # must not acknowledge what it could not record.
+
+    def add(self, owner: str, deliveries: typing.Sequence[Delivery]) -> None:
+        """Record new pending deliveries (one transaction)."""
+        rows = [{'id': d.id, 'owner': owner, 'ordering_key': d.key,
+                 'target': d.target, 'event_id': d.event_id,
+                 'label': d.label[:255], 'payload': d.payload,
+                 'status': PENDING, 'attempts': d.attempts,
+                 'created_at': d.created, 'next_attempt_at': d.next_attempt,
+                 'deadline_at': d.deadline, 'last_error': None}
+                for d in deliveries]
+        self._write('record %d deliveries' % len(rows),
+                    lambda conn: conn.execute(DELIVERIES.insert(), rows))
+
+    def delete(self, ids: typing.Sequence[int]) -> None:
+        """Forget delivered rows."""
+        def run(conn):
+            for start in range(0, len(ids), 500):
+                conn.execute(DELIVERIES.delete().where(
+                    DELIVERIES.c.id.in_(ids[start:start + 500])))
+        self._write(f'forget {len(ids)} delivered rows', run)
+
+    def update(self, delivery: Delivery) -> None:
+        """Save a delivery's attempts, next attempt, error and status."""
+        self._write('update a delivery', lambda conn: conn.execute(
+            DELIVERIES.update().where(DELIVERIES.c.id == delivery.id).values(
+                attempts=delivery.attempts,
+                next_attempt_at=delivery.next_attempt,
+                last_error=(delivery.last_error or '')[:MAX_TEXT],
+                status=delivery.status)))
+
+    def reject(self, owner: str, row_id: int, source: str,
+               message_id: str | None, event_type: str | None,
+               reason: str, body: str) -> None:
+        """Keep a rejected (poison) message."""
+        self._write('keep a rejected message', lambda conn: conn.execute(
+            REJECTED.insert(), [{
+                'id': row_id, 'owner': owner, 'source': source[:255],
+                'message_id': (message_id or '')[:255] or None,
+                'event_type': (event_type or '')[:255] or None,
+                'reason': reason[:MAX_TEXT], 'body': body[:MAX_TEXT],
+                'created_at': time.time()}]))
+
+    def _write(self, what: str,
+               run: typing.Callable[[sa.Connection], typing.Any]) -> None:
+        try:
+            with self.engine.begin() as conn:
+                run(conn)
+        except sa_exc.SQLAlchemyError as exc:
+            raise exceptions.DeliveryError(
+                f'could not {what} in the delivery database '
+                f'{redact(self.url)}: {_reason(exc)}. Check that the '
+                f'database is reachable and has space.') from exc
+
+    # Reads and operator actions.
+
+    def pending_ids(self, owner: str) -> list[int]:
+        with self.engine.connect() as conn:
+            return [row[0] for row in conn.execute(
+                sa.select(DELIVERIES.c.id).where(
+                    DELIVERIES.c.owner == owner,
+                    DELIVERIES.c.status == PENDING).order_by(
+                        DELIVERIES.c.id))]
+
+    def load(self, ids: typing.Sequence[int]) -> list[Delivery]:
+        """The deliveries of ``ids`` (those still there), by id."""
+        found: list[Delivery] = []
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                found.extend(_delivery(row) for row in conn.execute(
+                    sa.select(DELIVERIES).where(
+                        DELIVERIES.c.id.in_(ids[start:start + 500]))))
+        found.sort(key=lambda d: d.id)
+        return found
+
+    def find(self, status: str | None = None, owner: str | None = None,
+             limit: int = 100) -> list[Delivery]:
+        """Deliveries, oldest first."""
+        query = sa.select(DELIVERIES).order_by(DELIVERIES.c.id).limit(limit)
+        if status:
+            query = query.where(DELIVERIES.c.status == status)
+        if owner:
+            query = query.where(DELIVERIES.c.owner == owner)
+        with self.engine.connect() as conn:
+            return [_delivery(row) for row in conn.execute(query)]
+
+    def counts(self) -> dict[str, int]:
+        """Rows by status, and the rejected messages."""
+        with self.engine.connect() as conn:
+            counts = {status: count for status, count in conn.execute(
+                sa.select(DELIVERIES.c.status, sa.func.count()).group_by(
+                    DELIVERIES.c.status))}
+            counts['rejected'] = conn.execute(
+                sa.select(sa.func.count()).select_from(REJECTED)).scalar()
+        return counts
+
+    def retry(self, ids: typing.Sequence[int] | None, deadline: float,
+              owner: str | None = None, from_owner: str | None = None,
+              status: str = DEAD) -> int:
+        """Make deliveries pending again, to be made before ``deadline``.
+
+        :param ids: which; None for every row of ``status``
+        :param owner: hand them to this owner (an inspector's
+            ``[delivery] owner``) instead of their own
+        :param from_owner: only rows of this owner
+        :returns: how many rows changed
+        """
+        query = DELIVERIES.update()
+        if ids is not None:
+            query = query.where(DELIVERIES.c.id.in_(list(ids)))
+        else:
+            query = query.where(DELIVERIES.c.status == status)
+        if from_owner:
+            query = query.where(DELIVERIES.c.owner == from_owner)
+        values: dict[str, typing.Any] = {
+            'status': PENDING, 'attempts': 0, 'next_attempt_at': 0.0,
+            'deadline_at': deadline}
+        if owner:
+            values['owner'] = owner
+        with self.engine.begin() as conn:
+            return conn.execute(query.values(**values)).rowcount
+
+    def rejected(self, limit: int = 100) -> list[dict]:
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(
+                sa.select(REJECTED).order_by(REJECTED.c.id).limit(limit))]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _delivery(row: typing.Any) -> Delivery:
+    m = row._mapping
+    return Delivery(
+        id=m['id'], key=m['ordering_key'], target=m['target'],
+        event_id=m['event_id'], label=m['label'], payload=m['payload'],
+        deadline=m['deadline_at'], attempts=m['attempts'],
+        next_attempt=m['next_attempt_at'], last_error=m['last_error'],
+        status=m['status'], created=m['created_at'], owner=m['owner'])
+
+
+def _reason(exc: sa_exc.SQLAlchemyError) -> str:
+    """The driver's message, without the statement and its parameters."""
+    orig = getattr(exc, 'orig', None)
+    return f'{type(orig or exc).__name__}: {orig or exc}'.strip()
