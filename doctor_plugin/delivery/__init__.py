@@ -44,10 +44,13 @@ OPTS = [
     cfg.StrOpt('owner',
                default=socket.gethostname(),
                sample_default='<hostname>',
-               help='Name of this process\'s deliveries in a shared '
-                    'database: at start a process resumes the pending '
-                    'deliveries of its owner. Give every inspector and '
-                    'listener that shares a database its own.'),
+               help='Name of this host\'s deliveries in a shared '
+                    'database; each service adds its program name '
+                    '(host1:doctor-plugin-inspector). A service resumes '
+                    'the pending deliveries of its own name, at start '
+                    'and when "doctor-plugin deliveries retry" hands '
+                    'them over. Give every host that shares a database '
+                    'its own.'),
     cfg.FloatOpt('retry_initial_interval',
                  default=0.5, min=0.01,
                  help='Seconds before the first retry of a failed '
@@ -97,7 +100,7 @@ def get_outbox(conf: cfg.ConfigOpts):
     register_opts(conf)
     if not conf.delivery.durable:
         return None
-    key = (conf.delivery.connection, conf.delivery.owner)
+    key = (conf.delivery.connection, outbox_mod.owner_name(conf))
     with _LOCK:
         entry = _OUTBOXES.get(key)
         if entry is None:

@@ -25,7 +25,9 @@ import collections
 import concurrent.futures
 import hashlib
 import heapq
+import os
 import random
+import sys
 import threading
 import time
 import typing
@@ -43,6 +45,16 @@ LOG = logging.getLogger(__name__)
 
 #: Seconds between deletions of delivered rows.
 FLUSH_INTERVAL = 0.1
+
+
+def owner_name(conf: cfg.ConfigOpts) -> str:
+    """``[delivery] owner`` and the program: ``host1:doctor-plugin-inspector``.
+
+    The inspector and the listener of one host share the default
+    database; each resumes only its own deliveries.
+    """
+    prog = conf.prog or os.path.basename(sys.argv[0] or '') or 'doctor'
+    return f'{conf.delivery.owner}:{prog}'
 
 
 def lane_key(target: str, key: str) -> str:
@@ -67,7 +79,7 @@ class Outbox:
         delivery.register_opts(conf)
         opts = conf.delivery
         self.conf = conf
-        self.owner = opts.owner
+        self.owner = owner_name(conf)
         self.initial_interval = opts.retry_initial_interval
         self.max_interval = opts.retry_max_interval
         self.deadline = opts.deadline
