@@ -103,11 +103,7 @@ def make_conf(settings: ChainSettings) -> cfg.ConfigOpts:
     opts.register_all(conf)
     conf([], project='doctor_plugin', default_config_files=[])
     conf.set_override('transport_url', settings.transport_url)
-    # A run's deliveries are its own: a database that lives as long as
-    # the run, not one in /var/lib that the next run would resume.
-    state = tempfile.mkdtemp(prefix='doctor-plugin-')
-    atexit.register(shutil.rmtree, state, True)
-    conf.set_override('state_path', state)
+    use_private_state(conf)
     conf.set_override('event_topics', [settings.event_topic],
                       group='listener')
     conf.set_override('port', 0, group='inspector')
@@ -129,6 +125,18 @@ def make_conf(settings: ChainSettings) -> cfg.ConfigOpts:
         conf.set_override('controller', 'nova', group='inspector')
         conf.set_override('auth_type', 'none', group='nova')
     return conf
+
+
+def use_private_state(conf: cfg.ConfigOpts) -> str:
+    """Give ``conf`` a state directory of its own, removed at exit.
+
+    A run's deliveries are its own: a database that lives as long as the
+    run, not one in /var/lib that the next run would resume.
+    """
+    state = tempfile.mkdtemp(prefix='doctor-plugin-')
+    atexit.register(shutil.rmtree, state, True)
+    conf.set_override('state_path', state)
+    return state
 
 
 def host_names(settings: ChainSettings) -> list[str]:

@@ -46,6 +46,7 @@ def _conf() -> cfg.ConfigOpts:
     opts.register_all(conf)
     conf([], project='doctor_plugin', default_config_files=[])
     conf.set_override('transport_url', messaging.FAKE_TRANSPORT_URL)
+    demo.use_private_state(conf)
     conf.set_override('port', 0, group='inspector')
     conf.set_override('enable_notification_listener', False,
                       group='inspector')

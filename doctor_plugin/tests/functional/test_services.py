@@ -50,6 +50,7 @@ class TestServices(base.FunctionalTestCase):
         with open(os.path.join(self.dir, 'doctor_plugin.conf'), 'w') as f:
             f.write(f"""[DEFAULT]
 transport_url = {base.TRANSPORT_URL}
+state_path = {self.dir}
 pipeline_cfg_file = {self.dir}/pipeline.yaml
 [inspector]
 port = {self.port}
