@@ -16,7 +16,29 @@ import hmac
 import typing
 import uuid
 
+from oslo_config import cfg
 from oslo_utils import timeutils
+
+from doctor_plugin import exceptions
+
+#: The width of Ceilometer's trait text and event type columns.
+MAX_STRING_LENGTH = 255
+
+#: Limits on what one event may carry; registered in ``[inspector]`` by
+#: whatever takes events in (the API, the bus listener), checked by
+#: :func:`check_limits`.
+LIMIT_OPTS = [
+    cfg.IntOpt('max_traits',
+               default=64, min=1,
+               help='Most traits an event taken in may carry; an event '
+                    'with more is refused (HTTP 400 on the API).'),
+    cfg.IntOpt('max_string_length',
+               default=MAX_STRING_LENGTH, min=16,
+               help="Longest event type, trait name and text trait value "
+                    "of an event taken in, in characters; longer ones are "
+                    "refused (HTTP 400 on the API). 255 is the width of "
+                    "Ceilometer's trait text column."),
+]
 
 
 class TraitType(enum.IntEnum):
@@ -223,6 +245,48 @@ class Event:
                    generated=generated,
                    traits=[Trait.deserialize(t) for t in traits],
                    raw=raw)
+
+
+def check_limits(events: typing.Iterable[Event], max_traits: int,
+                 max_string_length: int) -> None:
+    """Refuse events over the ``[inspector]`` limits of :data:`LIMIT_OPTS`.
+
+    The one check of what an event may carry, for every way events come
+    in: call it with ``conf.inspector.max_traits`` and
+    ``conf.inspector.max_string_length`` before the events go further.
+
+    :raises doctor_plugin.exceptions.LimitExceeded: for the first event
+        with too many traits, or a too long event type, trait name or text
+        trait value; its ``field`` is ``events.<index>...``
+    """
+    for index, event in enumerate(events):
+        where = f'events.{index}'
+        if len(event.event_type) > max_string_length:
+            raise exceptions.LimitExceeded(
+                f'{where}.event_type',
+                f'event type of {len(event.event_type)} characters exceeds '
+                f'the limit of {max_string_length} ([inspector] '
+                f'max_string_length)')
+        if len(event.traits) > max_traits:
+            raise exceptions.LimitExceeded(
+                f'{where}.traits',
+                f'{event.event_type} event with {len(event.traits)} traits '
+                f'exceeds the limit of {max_traits} ([inspector] '
+                f'max_traits)')
+        for trait in event.traits:
+            if len(trait.name) > max_string_length:
+                raise exceptions.LimitExceeded(
+                    f'{where}.traits',
+                    f'trait name of {len(trait.name)} characters exceeds '
+                    f'the limit of {max_string_length} ([inspector] '
+                    f'max_string_length)')
+            if (isinstance(trait.value, str)
+                    and len(trait.value) > max_string_length):
+                raise exceptions.LimitExceeded(
+                    f'{where}.traits.{trait.name}',
+                    f'value of trait {trait.name!r} of {event.event_type} '
+                    f'has {len(trait.value)} characters, over the limit of '
+                    f'{max_string_length} ([inspector] max_string_length)')
 
 
 def _flatten(message: dict, prefix: str = ''):

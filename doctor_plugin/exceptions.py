@@ -49,6 +49,10 @@ class InvalidPayload(DoctorPluginError):
         super().__init__(f'{field}: {problem}' if field else problem)
 
 
+class LimitExceeded(InvalidPayload):
+    """Well-formed events over a configured limit (traits, lengths)."""
+
+
 class DeliveryError(DoctorPluginError):
     """A notifier could not deliver a batch of events."""
 

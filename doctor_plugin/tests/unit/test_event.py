@@ -10,6 +10,7 @@ import fixtures
 from oslo_utils import timeutils
 
 from doctor_plugin import event as event_model
+from doctor_plugin import exceptions
 from doctor_plugin.tests import base
 
 TraitType = event_model.TraitType
@@ -438,3 +439,49 @@ class TestSignature(base.TestCase):
         message = event_model.message_from_event(host_down_event(), None)
         self.assertEqual('', message['message_signature'])
         self.assertTrue(event_model.verify_signature(message, None))
+
+
+class TestCheckLimits(base.TestCase):
+
+    def check(self, events, max_traits=5, max_string_length=20):
+        event_model.check_limits(events, max_traits, max_string_length)
+
+    def test_events_within_the_limits_pass(self):
+        self.check([Event.create('compute.host.down',
+                                 {'host': 'h' * 20, 'a': 1, 'b': 2.0,
+                                  'c': None, 'd': 'x'})])
+
+    def test_too_many_traits(self):
+        ok = Event.create('compute.host.down', {'host': 'h'})
+        many = Event.create('compute.host.down',
+                            {f't{i}': i for i in range(6)})
+        exc = self.assertRaises(exceptions.LimitExceeded, self.check,
+                                [ok, many])
+        self.assertEqual('events.1.traits', exc.field)
+        self.assertIn('6 traits exceeds the limit of 5', str(exc))
+        self.assertIn('[inspector] max_traits', str(exc))
+        self.assertIsInstance(exc, exceptions.InvalidPayload)
+
+    def test_too_long_event_type(self):
+        exc = self.assertRaises(exceptions.LimitExceeded, self.check,
+                                [Event.create('x' * 21, {})])
+        self.assertEqual('events.0.event_type', exc.field)
+        self.assertIn('[inspector] max_string_length', str(exc))
+
+    def test_too_long_trait_name(self):
+        exc = self.assertRaises(exceptions.LimitExceeded, self.check,
+                                [Event.create('e', {'n' * 21: 1})])
+        self.assertIn('trait name of 21 characters', str(exc))
+
+    def test_too_long_text_value_names_the_trait_not_the_value(self):
+        value = 'v' * 21
+        exc = self.assertRaises(exceptions.LimitExceeded, self.check,
+                                [Event.create('e', {'host': value})])
+        self.assertEqual('events.0.traits.host', exc.field)
+        self.assertIn('21 characters', str(exc))
+        self.assertNotIn(value, str(exc))
+
+    def test_default_length_is_ceilometers_trait_text(self):
+        self.assertEqual(255, event_model.MAX_STRING_LENGTH)
+        opts = {o.name: o for o in event_model.LIMIT_OPTS}
+        self.assertEqual(255, opts['max_string_length'].default)
