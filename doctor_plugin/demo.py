@@ -13,6 +13,7 @@ import atexit
 import dataclasses
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -32,6 +33,7 @@ from doctor_plugin.alarms import listener as alarm_listener
 from doctor_plugin import childproc
 from doctor_plugin import consumer as consumer_mod
 from doctor_plugin.controller import fixup
+from doctor_plugin.inspector import auth
 from doctor_plugin.inspector import service as inspector_service
 from doctor_plugin.inspector import topology as topology_mod
 from doctor_plugin import messaging
@@ -107,6 +109,9 @@ def make_conf(settings: ChainSettings) -> cfg.ConfigOpts:
     conf.set_override('event_topics', [settings.event_topic],
                       group='listener')
     conf.set_override('port', 0, group='inspector')
+    # The chain's own inspector: a secret of this run's, that only its
+    # monitors (sharing this configuration) hold.
+    use_shared_secret(conf)
     if settings.report_repeats:
         conf.set_override('host_report_window', 0.0, group='inspector')
     conf.set_override('enable_notification_listener',
@@ -125,6 +130,19 @@ def make_conf(settings: ChainSettings) -> cfg.ConfigOpts:
         conf.set_override('controller', 'nova', group='inspector')
         conf.set_override('auth_type', 'none', group='nova')
     return conf
+
+
+def use_shared_secret(conf: cfg.ConfigOpts) -> str:
+    """Give the inspector and the monitors of ``conf`` a new random secret.
+
+    :returns: the secret (for clients that do not share ``conf``)
+    """
+    conf.register_opts(auth.OPTS, group='inspector')
+    conf.register_opts(reporter_mod.OPTS, group='monitor')
+    secret = secrets.token_hex(32)
+    conf.set_override('shared_secret', secret, group='inspector')
+    conf.set_override('inspector_secret', secret, group='monitor')
+    return secret
 
 
 def use_private_state(conf: cfg.ConfigOpts) -> str:

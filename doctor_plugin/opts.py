@@ -15,12 +15,15 @@ import doctor_plugin.alarms.evaluator
 import doctor_plugin.alarms.listener
 import doctor_plugin.controller.nova
 import doctor_plugin.delivery
+import doctor_plugin.event
 import doctor_plugin.inspector.api
+import doctor_plugin.inspector.auth
 import doctor_plugin.inspector.correlation
 import doctor_plugin.inspector.engine
 import doctor_plugin.inspector.listener
 import doctor_plugin.inspector.nova_topology
 import doctor_plugin.inspector.service
+import doctor_plugin.integrations.aodh
 import doctor_plugin.monitors
 import doctor_plugin.monitors.heartbeat
 import doctor_plugin.monitors.reporter
@@ -41,6 +44,8 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
             doctor_plugin.pipeline.OPTS))),
         ('inspector', list(itertools.chain(
             doctor_plugin.inspector.api.OPTS,
+            doctor_plugin.inspector.auth.OPTS,
+            doctor_plugin.event.LIMIT_OPTS,
             doctor_plugin.inspector.correlation.OPTS,
             doctor_plugin.inspector.engine.OPTS,
             doctor_plugin.inspector.listener.OPTS,
@@ -62,6 +67,12 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
             doctor_plugin.monitors.reporter.OPTS,
             doctor_plugin.monitors.tcp.OPTS))),
     ]
+
+
+def list_aodh_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
+    """The options of the doctor:// notifier, in Aodh's configuration."""
+    return [(doctor_plugin.integrations.aodh.GROUP,
+             doctor_plugin.integrations.aodh.OPTS)]
 
 
 def register_all(conf: cfg.ConfigOpts) -> None:

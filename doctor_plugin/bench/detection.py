@@ -25,6 +25,7 @@ from oslo_config import cfg
 
 from doctor_plugin.bench import harness
 from doctor_plugin import childproc
+from doctor_plugin import demo
 from doctor_plugin.inspector import service as inspector_service
 from doctor_plugin.inspector import topology as topology_mod
 from doctor_plugin import messaging
@@ -48,6 +49,7 @@ def _conf() -> cfg.ConfigOpts:
     conf.set_override('transport_url', messaging.FAKE_TRANSPORT_URL)
     demo.use_private_state(conf)
     conf.set_override('port', 0, group='inspector')
+    demo.use_shared_secret(conf)
     conf.set_override('enable_notification_listener', False,
                       group='inspector')
     conf.set_override('host_report_window', 0.0, group='inspector')

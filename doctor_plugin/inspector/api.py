@@ -6,6 +6,12 @@
 Prometheus Alertmanager's webhook, ``POST /events/collectd`` collectd's
 write_http notifications and ``POST /events/libvirt`` instance lifecycle
 events; ``GET /healthz`` answers a load balancer.
+
+Every other request is rate limited per client address (429), must be
+authenticated (401; :mod:`doctor_plugin.inspector.auth`) and allowed by
+the policy (403; :mod:`doctor_plugin.policies`), in that order, before
+its body is read; events over the limits of
+:func:`doctor_plugin.event.check_limits` are refused (400).
 Errors are JSON: ``{"error": {"code", "title", "message", "field"}}``,
 where ``field`` names the offending part of the body. Nothing invalid
 reaches the bus: a body is transformed as a whole before any event is
@@ -15,6 +21,7 @@ published.
 from __future__ import annotations
 
 import json
+import math
 import socket
 import socketserver
 import threading
@@ -27,8 +34,12 @@ import webob
 import webob.dec
 import webob.exc
 
+from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
+from doctor_plugin.inspector import auth
 from doctor_plugin.inspector import engine
+from doctor_plugin.inspector import ratelimit
+from doctor_plugin import policies
 from doctor_plugin.transformers import base as transformer_base
 
 LOG = logging.getLogger(__name__)
@@ -49,6 +60,19 @@ OPTS = [
                default='doctor',
                help='Transformer plugin (doctor_plugin.transformers) that '
                     'turns PUT /events bodies into events.'),
+    cfg.FloatOpt('rate_limit',
+                 default=50.0, min=0.0,
+                 help='Requests per second each client address may make '
+                      'to the API on average (GET /healthz aside); more '
+                      'get 429 with Retry-After. 0 turns the limit off. '
+                      'Behind a proxy every request comes from its '
+                      'address: raise the limit to the sum of the '
+                      'sources.'),
+    cfg.IntOpt('rate_limit_burst',
+               default=200, min=1,
+               help='Requests a client address may make at once, above '
+                    'rate_limit, e.g. when a rack fails and one '
+                    'Alertmanager reports every host.'),
 ]
 
 
@@ -76,15 +100,75 @@ class InspectorAPI:
                      str, transformer_base.TransformerBase]] | None = None
                  ) -> None:
         conf.register_opts(OPTS, group='inspector')
+        conf.register_opts(event_model.LIMIT_OPTS, group='inspector')
         self.conf = conf
         self.inspector = inspector
         self.transformer = transformer
         #: path → (method, transformer of its bodies)
         self.routes = {'/events': ('PUT', transformer)}
         self.routes.update(routes or {})
+        self.authenticator = auth.make_authenticator(conf)
+        self.enforcer = (policies.make_enforcer(conf)
+                         if self.authenticator.enforces_policy else None)
+        self.rate_limiter = None
+        if conf.inspector.rate_limit:
+            self.rate_limiter = ratelimit.TokenBuckets(
+                conf.inspector.rate_limit, conf.inspector.rate_limit_burst)
+        # Sources refused since they last got through: logged once.
+        self._throttled: set[str] = set()
+        self._authenticated_app = self.authenticator.wrap(self.serve)
 
     @webob.dec.wsgify
     def __call__(self, req: webob.Request) -> webob.Response:
+        if req.path_info == '/healthz':
+            if req.method not in ('GET', 'HEAD'):
+                resp = _error(405, 'use GET on /healthz')
+                resp.allow = ('GET', 'HEAD')
+                return resp
+            return webob.Response(json_body={'status': 'ok'})
+        if self.rate_limiter is not None:
+            source = req.remote_addr or ''
+            wait = self.rate_limiter.take(source)
+            if wait:
+                return self._throttle(req, source, wait)
+            self._throttled.discard(source)
+        # Through the strategy's middleware (Keystone's) to serve().
+        return req.get_response(self._authenticated_app)
+
+    def _throttle(self, req: webob.Request, source: str,
+                  wait: float) -> webob.Response:
+        limit = self.conf.inspector.rate_limit
+        if source not in self._throttled:
+            self._throttled.add(source)
+            LOG.warning('Rate limiting %(source)s: over %(rate)g requests '
+                        'a second ([inspector] rate_limit); its refused '
+                        'requests are not logged until it slows down',
+                        {'source': source, 'rate': limit})
+        resp = _error(429, f'too many requests from {source}: the limit is '
+                           f'{limit:g} a second; retry after '
+                           f'{wait:.2f} s')
+        resp.headers['Retry-After'] = str(max(1, math.ceil(wait)))
+        return resp
+
+    @webob.dec.wsgify
+    def serve(self, req: webob.Request) -> webob.Response:
+        """Authenticate, authorise and route a request (not /healthz)."""
+        credentials = self.authenticator.authenticate(req)
+        if credentials is None:
+            # Never the token itself: it may be a mistyped secret.
+            problem = ('the X-Auth-Token header is not valid'
+                       if auth.TOKEN_HEADER in req.headers
+                       else 'there is no X-Auth-Token header')
+            LOG.warning('Refused %(method)s %(path)s from %(source)s: '
+                        '%(problem)s',
+                        {'method': req.method, 'path': req.path_info,
+                         'source': req.remote_addr, 'problem': problem})
+            resp = _error(401, f'authentication required: {problem}; send '
+                               f'{self.authenticator.credential} in it')
+            if self.authenticator.challenge:
+                resp.headers['WWW-Authenticate'] = (
+                    self.authenticator.challenge)
+            return resp
         path = req.path_info.rstrip('/')
         route = self.routes.get(path)
         if route is not None:
@@ -94,23 +178,46 @@ class InspectorAPI:
                                    f' report events with {method}')
                 resp.allow = (method,)
                 return resp
+            refusal = self._authorize(req, path, credentials)
+            if refusal is not None:
+                return refusal
             return self.put_events(req, transformer)
-        if req.path_info == '/healthz':
-            if req.method not in ('GET', 'HEAD'):
-                resp = _error(405, 'use GET on /healthz')
-                resp.allow = ('GET', 'HEAD')
-                return resp
-            return webob.Response(json_body={'status': 'ok'})
         served = ', '.join(f'{method} {path}' for path, (method, _)
                            in self.routes.items())
         return _error(404, f'no such resource {req.path_info}; the '
                            f'inspector serves {served} and GET /healthz')
+
+    def _authorize(self, req: webob.Request, path: str,
+                   credentials: auth.Credentials) -> webob.Response | None:
+        if self.enforcer is None:
+            return None
+        rule = policies.rule_for(path)
+        creds = credentials.as_policy_creds()
+        target = {'project_id': credentials.project_id,
+                  'user_id': credentials.user_id}
+        if self.enforcer.authorize(rule, target, creds):
+            return None
+        LOG.warning('Refused %(method)s %(path)s from %(source)s: policy '
+                    '%(rule)s does not allow roles %(roles)s (user '
+                    '%(user)s, project %(project)s)',
+                    {'method': req.method, 'path': path,
+                     'source': req.remote_addr, 'rule': rule,
+                     'roles': ','.join(credentials.roles) or '(none)',
+                     'user': credentials.user_id,
+                     'project': credentials.project_id})
+        return _error(403, f'policy {rule} does not allow {req.method} '
+                           f'{path} with your roles; ask for a role it '
+                           f'allows (by default doctor_monitor)')
 
     def put_events(self, req: webob.Request,
                    transformer: transformer_base.TransformerBase
                    ) -> webob.Response:
         limit = self.conf.inspector.max_request_body_size
         if req.content_length is not None and req.content_length > limit:
+            LOG.warning('Refused a body of %(size)d bytes from %(source)s: '
+                        'over [inspector] max_request_body_size',
+                        {'size': req.content_length,
+                         'source': req.remote_addr})
             return _error(413, f'request body of {req.content_length} bytes '
                                f'exceeds the limit of {limit} bytes')
         ctype = req.content_type
@@ -119,6 +226,9 @@ class InspectorAPI:
                                f'send application/json')
         body = req.body_file.read(limit + 1)
         if len(body) > limit:
+            LOG.warning('Refused a body over %(limit)d bytes from '
+                        '%(source)s: over [inspector] max_request_body_size',
+                        {'limit': limit, 'source': req.remote_addr})
             return _error(413, f'request body exceeds the limit of {limit} '
                                f'bytes')
         try:
@@ -127,6 +237,15 @@ class InspectorAPI:
             return _error(400, f'body is not valid JSON: {exc}')
         try:
             events = transformer.transform(payload)
+            event_model.check_limits(events, self.conf.inspector.max_traits,
+                                     self.conf.inspector.max_string_length)
+        except exceptions.LimitExceeded as exc:
+            LOG.warning('Refused %(method)s %(path)s from %(source)s: '
+                        '%(error)s', {'method': req.method,
+                                      'path': req.path_info,
+                                      'source': req.remote_addr,
+                                      'error': exc})
+            return _error(400, str(exc), exc.field)
         except exceptions.InvalidPayload as exc:
             return _error(400, str(exc), exc.field)
         try:

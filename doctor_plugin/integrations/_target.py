@@ -13,14 +13,42 @@ from doctor_plugin.monitors import reporter as reporter_mod
 COMMON_PARAMS = ('timeout', 'retries', 'scheme')
 
 
+def read_secret_file(path: str, url: str) -> str:
+    """The shared secret in the file ``path`` (its first line).
+
+    :raises ConfigurationError: if it cannot be read or is empty; the
+        message names the file, never what it holds
+    """
+    try:
+        with open(path, encoding='utf-8') as f:
+            secret = f.readline().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise exceptions.ConfigurationError(
+            'doctor:// URL', url,
+            f'cannot read the inspector secret file {path}: '
+            f'{getattr(exc, "strerror", None) or exc}; make it readable by '
+            f'this service (and by no one else)') from None
+    if not secret:
+        raise exceptions.ConfigurationError(
+            'doctor:// URL', url,
+            f'the inspector secret file {path} is empty; write the '
+            f"inspector's [inspector] shared_secret in it")
+    return secret
+
+
 def inspector_reporter(parsed: urlparse.SplitResult, default_path: str,
-                       extra_params: tuple[str, ...] = ()
+                       extra_params: tuple[str, ...] = (),
+                       secret: str | None = None
                        ) -> reporter_mod.InspectorReporter:
     """A reporter for the inspector that ``doctor://host:port/path`` names.
 
     ``?scheme=https`` reaches an inspector behind TLS; ``?timeout=`` (s)
     and ``?retries=`` override the reporter's defaults.
 
+    :param extra_params: further query parameters the caller takes
+        (``secret_file`` among them to take the secret from a file)
+    :param secret: the inspector's shared secret, sent in ``X-Auth-Token``
+        (a ``?secret_file=`` overrides it)
     :raises ConfigurationError: for a URL without host or with unknown
         parameters
     """
@@ -60,4 +88,8 @@ def inspector_reporter(parsed: urlparse.SplitResult, default_path: str,
         raise exceptions.ConfigurationError(
             'doctor:// URL', url, f'timeout and retries must be numbers: '
                                   f'{exc}') from None
+    if 'secret_file' in params and 'secret_file' in extra_params:
+        secret = read_secret_file(params['secret_file'], url)
+    if secret:
+        conf.set_override('inspector_secret', secret, group='monitor')
     return reporter_mod.InspectorReporter(conf)

@@ -13,6 +13,12 @@ alarm (its ``host``, ``hostname`` or ``node`` trait).
 Aodh loads the class by the action URL's scheme from its ``aodh.notifier``
 entry points, constructs it with its configuration and calls ``notify``
 with the alarm's fields; nothing of Aodh is imported here.
+
+The inspector's shared secret is in Aodh's configuration (``[doctor]
+inspector_secret``), never in the URL: alarm actions are written by
+tenants. For the same reason it is only sent to the inspectors ``[doctor]
+inspectors`` lists; a tenant's action naming any other host gets no
+secret.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import time
 import typing
 from urllib import parse as urlparse
 
+from oslo_config import cfg
 from oslo_log import log as logging
 
 from doctor_plugin import exceptions
@@ -33,6 +40,22 @@ LOG = logging.getLogger(__name__)
 HOST_TRAITS = ('host', 'hostname', 'node')
 
 _STATUS = {'alarm': 'down', 'ok': 'up'}
+
+#: Our options in Aodh's configuration.
+GROUP = 'doctor'
+OPTS = [
+    cfg.StrOpt('inspector_secret',
+               secret=True,
+               help="The inspector's [inspector] shared_secret, sent with "
+                    "the reports of doctor:// alarm actions to the "
+                    "inspectors listed in [doctor] inspectors."),
+    cfg.ListOpt('inspectors',
+                default=[],
+                help='HOST:PORT of each inspector that [doctor] '
+                     'inspector_secret may be sent to. Alarm actions are '
+                     "set by tenants: a doctor:// action naming another "
+                     "host is reported without the secret."),
+]
 
 
 def host_of(reason_data: typing.Any) -> str | None:
@@ -57,14 +80,29 @@ class DoctorAlarmNotifier:
 
     def __init__(self, conf: typing.Any) -> None:
         self.conf = conf
+        self._secret: str | None = None
+        self._inspectors: set[str] = set()
+        if conf is not None:
+            conf.register_opts(OPTS, group=GROUP)
+            self._secret = conf[GROUP].inspector_secret
+            self._inspectors = {i.strip().lower()
+                                for i in conf[GROUP].inspectors}
         self._reporters: dict[str, typing.Any] = {}
 
     def _reporter(self, action: urlparse.SplitResult):
         key = urlparse.urlunsplit(action._replace(query=''))
         reporter = self._reporters.get(key)
         if reporter is None:
+            secret = None
+            if action.netloc.lower() in self._inspectors:
+                secret = self._secret
+            elif self._secret:
+                LOG.warning('doctor:// action to %s: not in [doctor] '
+                            'inspectors, so reported without the '
+                            'inspector secret', action.netloc)
             reporter = self._reporters[key] = _target.inspector_reporter(
-                action, '/events', extra_params=('hostname',))
+                action, '/events', extra_params=('hostname',),
+                secret=secret)
         return reporter
 
     def notify(self, action: urlparse.SplitResult, alarm_id: str,

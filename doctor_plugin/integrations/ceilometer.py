@@ -60,14 +60,17 @@ class DoctorEventPublisher:
 
     :param conf: Ceilometer's configuration (not used: the URL says all)
     :param parsed_url: ``doctor://HOST:PORT[/path][?scheme=https&timeout=
-        2&retries=3]``
+        2&retries=3&secret_file=/etc/ceilometer/doctor-secret]``; the
+        file holds the inspector's shared secret (the pipeline is the
+        operator's, so the URL may name a local file)
     """
 
     def __init__(self, conf: typing.Any,
                  parsed_url: urlparse.SplitResult) -> None:
         self.conf = conf
         self.reporter = _target.inspector_reporter(
-            urlparse.urlsplit(urlparse.urlunsplit(parsed_url)), EVENTS_PATH)
+            urlparse.urlsplit(urlparse.urlunsplit(parsed_url)), EVENTS_PATH,
+            extra_params=('secret_file',))
 
     def publish_events(self, events: typing.Sequence[typing.Any]) -> None:
         if not events:

@@ -37,6 +37,12 @@ OPTS = [
                help='URL of the inspector\'s Doctor events API; fault '
                     'reports are sent to it as PUT with a JSON list of '
                     'Doctor events.'),
+    cfg.StrOpt('inspector_secret',
+               secret=True,
+               help="The inspector's [inspector] shared_secret, sent in "
+                    "the X-Auth-Token header of every report (the "
+                    "inspector's default auth_strategy, shared_secret, "
+                    "refuses reports without it)."),
     cfg.FloatOpt('report_timeout',
                  default=2.0,
                  min=0.01,
@@ -92,6 +98,9 @@ class InspectorReporter:
         self.url: str = conf.monitor.inspector_url
         self.timeout: float = conf.monitor.report_timeout
         self.retries: int = conf.monitor.report_retries
+        self._headers = dict(_HEADERS)
+        if conf.monitor.inspector_secret:
+            self._headers['X-Auth-Token'] = conf.monitor.inspector_secret
         self._timeout = urllib3.Timeout(connect=self.timeout,
                                         read=self.timeout)
         # One connection: calls are serialised anyway.
@@ -135,7 +144,7 @@ class InspectorReporter:
             started = time.monotonic()
             try:
                 response = self._http.request(
-                    'PUT', url, body=data, headers=_HEADERS,
+                    'PUT', url, body=data, headers=self._headers,
                     timeout=self._timeout, redirect=False)
             except (urllib3_exc.HTTPError, OSError) as exc:
                 last_failure = httperrors.describe(exc, self.timeout)

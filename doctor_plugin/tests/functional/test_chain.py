@@ -15,6 +15,11 @@ from doctor_plugin.monitors import base as monitor_base
 from doctor_plugin.tests.functional import base
 
 
+def auth_headers(chain):
+    """What the chain's monitors send to authenticate to its inspector."""
+    return {'X-Auth-Token': chain.conf.monitor.inspector_secret}
+
+
 class TestChainOverRabbit(base.FunctionalTestCase):
 
     def _chain(self, **kwargs):
@@ -71,7 +76,8 @@ class TestChainOverRabbit(base.FunctionalTestCase):
                                          detected_at=time.time())
         self.timeline.mark(fault.monitor_event_id, 'T01', fault.detected_at)
         resp = requests.put(f'{chain.inspector.url}/events',
-                            json=[fault.as_doctor_event()], timeout=5)
+                            json=[fault.as_doctor_event()],
+                            headers=auth_headers(chain), timeout=5)
         self.assertEqual(200, resp.status_code, resp.text)
         alarms = chain.consumer.wait_for(4, timeout=10)
         self.assertEqual(4, len(alarms))
@@ -101,7 +107,7 @@ class TestChainOverRabbit(base.FunctionalTestCase):
         body = bad.as_doctor_event()
         body['details']['status'] = 'broken'
         resp = requests.put(f'{chain.inspector.url}/events', json=[body],
-                            timeout=5)
+                            headers=auth_headers(chain), timeout=5)
         self.assertEqual(400, resp.status_code)
         self.assertEqual('0.details.status',
                          resp.json()['error']['field'])

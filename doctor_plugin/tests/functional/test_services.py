@@ -1,6 +1,7 @@
 """The console scripts as an operator runs them: processes, config files."""
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -32,6 +33,8 @@ class TestServices(base.FunctionalTestCase):
         self.consumer = consumer_mod.ConsumerServer().start()
         self.addCleanup(self.consumer.stop)
         self.port = free_port()
+        self.secret = secrets.token_hex(32)
+        self.auth = {'X-Auth-Token': self.secret}
         topic = f'alarm.svc-{self.run_id}'
         self.write('pipeline.yaml', {
             'sources': [{'name': 'faults', 'events': ['compute.host.*'],
@@ -54,6 +57,7 @@ state_path = {self.dir}
 pipeline_cfg_file = {self.dir}/pipeline.yaml
 [inspector]
 port = {self.port}
+shared_secret = {self.secret}
 topology_file = {self.dir}/topology.yaml
 notification_topics = versioned_notifications.svc-{self.run_id}
 notification_pool = doctor-inspector.svc-{self.run_id}
@@ -129,7 +133,8 @@ event_topics = {topic}
         fault = monitor_base.FaultReport('compute-7', 'down', 'functional',
                                          detected_at=time.time())
         resp = requests.put(f'{base_url}/events',
-                            json=[fault.as_doctor_event()], timeout=5)
+                            json=[fault.as_doctor_event()],
+                            headers=self.auth, timeout=5)
         self.assertEqual(200, resp.status_code, resp.text)
         alarms = self.consumer.wait_for(2, timeout=15)
         self.assertEqual(['/tenant-a', '/tenant-b'],
@@ -148,7 +153,8 @@ event_topics = {topic}
         fault = monitor_base.FaultReport(host, status, 'functional',
                                          detected_at=time.time())
         resp = requests.put(f'http://127.0.0.1:{self.port}/events',
-                            json=[fault.as_doctor_event()], timeout=5)
+                            json=[fault.as_doctor_event()],
+                            headers=self.auth, timeout=5)
         self.assertEqual(200, resp.status_code, resp.text)
         return fault
 
@@ -190,6 +196,19 @@ event_topics = {topic}
         stop_inspector()
         self.assertEqual(0, inspector.returncode,
                          self.outputs['doctor-plugin-inspector'])
+
+    def test_no_shared_secret_is_a_startup_error(self):
+        path = os.path.join(self.dir, 'doctor_plugin.conf')
+        with open(path) as f:
+            text = f.read()
+        with open(path, 'w') as f:
+            f.write(text.replace(f'shared_secret = {self.secret}\n', ''))
+        proc, _ = self.spawn('doctor-plugin-inspector')
+        proc.wait(timeout=30)
+        out = proc.output()
+        self.assertEqual(2, proc.returncode, out)
+        self.assertIn('Set [inspector] shared_secret', out)
+        self.assertIn('[monitor] inspector_secret', out)
 
     def test_misspelt_plugin_is_a_startup_error(self):
         self.write('pipeline.yaml', {

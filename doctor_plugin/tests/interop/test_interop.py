@@ -17,8 +17,10 @@ import yaml
 
 from doctor_plugin.bench import real_aodh
 from doctor_plugin import consumer
+from doctor_plugin import demo
 from doctor_plugin.inspector import service as inspector_service
 from doctor_plugin.inspector import topology
+from doctor_plugin.integrations import aodh as aodh_integration
 from doctor_plugin import messaging
 from doctor_plugin.monitors import base as monitor_base
 from doctor_plugin.monitors import reporter as reporter_mod
@@ -53,6 +55,7 @@ class InteropTestCase(base.FunctionalTestCase):
         conf.set_override('port', 0, group='inspector')
         conf.set_override('enable_notification_listener', False,
                           group='inspector')
+        self.secret = demo.use_shared_secret(conf)
         path = alarm_files.write_tenant_alarms(
             self.dir, self.receiver.url, 'vm-x', 'tenant-c')
         sinks = [{'name': 'alarms', 'notifiers': [f'alarms://{path}']}]
@@ -97,6 +100,9 @@ class TestCeilometerPublisher(InteropTestCase):
 
         inspector = self.start_inspector()
         netloc = urlparse.urlsplit(inspector.url).netloc
+        secret_file = os.path.join(self.dir, 'doctor-secret')
+        with open(secret_file, 'w') as f:
+            f.write(self.secret)
         path = os.path.join(self.dir, 'event_pipeline.yaml')
         with open(path, 'w') as f:
             yaml.safe_dump({
@@ -104,7 +110,8 @@ class TestCeilometerPublisher(InteropTestCase):
                              'events': ['compute.instance.*'],
                              'sinks': ['doctor']}],
                 'sinks': [{'name': 'doctor',
-                           'publishers': [f'doctor://{netloc}']}]}, f)
+                           'publishers': [f'doctor://{netloc}?secret_file='
+                                          f'{secret_file}']}]}, f)
         conf = ceilometer_service.prepare_service(argv=['interop'],
                                                   config_files=[])
         conf.set_override('event_pipeline_cfg_file', path)
@@ -135,6 +142,13 @@ class TestAodhNotifier(InteropTestCase):
         inspector = self.start_inspector()
         netloc = urlparse.urlsplit(inspector.url).netloc
         aodh = self.start_aodh()
+        # As in aodh.conf: the secret, and the inspector it is for.
+        aodh.conf.register_opts(aodh_integration.OPTS,
+                                group=aodh_integration.GROUP)
+        aodh.conf.set_override('inspector_secret', self.secret,
+                               group=aodh_integration.GROUP)
+        aodh.conf.set_override('inspectors', [netloc],
+                               group=aodh_integration.GROUP)
         alarm_id = aodh.add_event_alarm(
             'compute-1-dead', 'admin', 'hardware.host.failure', [],
             [f'doctor://{netloc}?hostname=compute-1'])
@@ -168,6 +182,7 @@ class TestAodhEvaluatesOurEvents(InteropTestCase):
         conf([], project='doctor_plugin', default_config_files=[])
         conf.set_override('inspector_url', inspector.url + '/events',
                           group='monitor')
+        conf.set_override('inspector_secret', self.secret, group='monitor')
         fault = monitor_base.FaultReport('compute-1', 'down', 'interop',
                                          detected_at=0.0)
         reporter_mod.InspectorReporter(conf)(fault)

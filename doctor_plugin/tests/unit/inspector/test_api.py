@@ -8,6 +8,7 @@ import requests
 import webob
 
 from doctor_plugin import consumer
+from doctor_plugin import demo
 from doctor_plugin.inspector import api
 from doctor_plugin.inspector import engine
 from doctor_plugin.inspector import topology
@@ -53,8 +54,10 @@ class APITestCase(base.TestCase):
             topology.Instance('vm-2', 'tenant-b', 'compute-1'),
         ])
         self.recorder = notifications.BatchRecorder()
+        self.secret = demo.use_shared_secret(self.conf)
+        self.auth = {'X-Auth-Token': self.secret}
 
-    def make_app(self, urls=('log://',)):
+    def make_app(self, urls=('log://',), routes=None):
         pipe = pipeline.Pipeline(
             self.conf, pipeline.PipelineDefinition.from_dict({
                 'sources': [{'name': 'faults', 'events': ['*'],
@@ -67,7 +70,10 @@ class APITestCase(base.TestCase):
                                      self.timeline)
         transformer = plugins.load_driver(plugins.TRANSFORMERS_NAMESPACE,
                                           'doctor', self.conf)
-        return api.InspectorAPI(self.conf, inspector, transformer)
+        return api.InspectorAPI(self.conf, inspector, transformer, {
+            path: (method, plugins.load_driver(
+                plugins.TRANSFORMERS_NAMESPACE, name, self.conf))
+            for path, method, name in routes or ()})
 
 
 class TestInspectorAPI(APITestCase):
@@ -78,7 +84,7 @@ class TestInspectorAPI(APITestCase):
 
     def request(self, path='/events', method='PUT', body=None,
                 content_type='application/json'):
-        req = webob.Request.blank(path, method=method)
+        req = webob.Request.blank(path, method=method, headers=self.auth)
         if body is not None:
             req.body = (body if isinstance(body, bytes)
                         else json.dumps(body).encode())
@@ -173,7 +179,8 @@ class TestInspectorAPI(APITestCase):
     def test_too_large_without_content_length(self):
         self.set_opts(group='inspector', max_request_body_size=1024)
         req = webob.Request.blank('/events', method='PUT',
-                                  content_type='application/json')
+                                  content_type='application/json',
+                                  headers=self.auth)
         req.environ.pop('CONTENT_LENGTH', None)
         req.environ['HTTP_TRANSFER_ENCODING'] = 'chunked'
         req.environ['wsgi.input_terminated'] = True
@@ -195,7 +202,8 @@ class TestInspectorAPI(APITestCase):
 
     def test_missing_content_type_is_read_as_json(self):
         req = webob.Request.blank('/events', method='PUT',
-                                  body=json.dumps(doctor_body()).encode())
+                                  body=json.dumps(doctor_body()).encode(),
+                                  headers=self.auth)
         self.assertEqual('', req.content_type)
         self.assertEqual(200, req.get_response(self.app).status_code)
 
@@ -214,7 +222,8 @@ class TestPublishFailure(APITestCase):
         app = self.make_app(urls=[f'http://127.0.0.1:{port}/alarm'])
         req = webob.Request.blank('/events', method='PUT',
                                   body=json.dumps(doctor_body()).encode(),
-                                  content_type='application/json')
+                                  content_type='application/json',
+                                  headers=self.auth)
         response = req.get_response(app)
         self.assertEqual(503, response.status_code)
         error = response.json['error']
@@ -226,7 +235,7 @@ class TestPublishFailure(APITestCase):
             req = webob.Request.blank(
                 '/events', method='PUT',
                 body=json.dumps(doctor_body()).encode(),
-                content_type='application/json')
+                content_type='application/json', headers=self.auth)
             self.assertEqual(200, req.get_response(app).status_code)
             self.assertEqual(3, len(receiver.wait_for(3, timeout=2)))
 
@@ -243,7 +252,7 @@ class TestAPIServer(APITestCase):
         self.assertNotEqual('http://127.0.0.1:0', server.url)
 
         response = requests.put(f'{server.url}/events', json=doctor_body(),
-                                timeout=2)
+                                headers=self.auth, timeout=2)
 
         self.assertEqual(200, response.status_code)
         self.assertEqual(3, response.json()['published'])
@@ -255,7 +264,7 @@ class TestAPIServer(APITestCase):
 
         response = requests.put(f'{server.url}/events', data=b'{',
                                 headers={'Content-Type':
-                                         'application/json'},
+                                         'application/json', **self.auth},
                                 timeout=2)
         self.assertEqual(400, response.status_code)
         self.assertEqual('Bad Request', response.json()['error']['title'])

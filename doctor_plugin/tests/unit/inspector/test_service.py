@@ -14,6 +14,7 @@ import fixtures
 from oslo_config import cfg
 import requests
 
+from doctor_plugin import demo
 from doctor_plugin import exceptions
 from doctor_plugin.inspector import service as inspector_service
 from doctor_plugin.inspector import topology as topology_mod
@@ -63,6 +64,9 @@ class ServiceTestCase(base.TestCase):
         self.set_opts(transport_url=messaging.FAKE_TRANSPORT_URL)
         self.set_opts(group='inspector', port=0,
                       enable_notification_listener=False)
+        self.secret = demo.use_shared_secret(self.conf)
+        #: The headers of an authenticated request.
+        self.auth = {'X-Auth-Token': self.secret}
         self.event_topic = unique('alarm.test')
         self.notification_topic = unique('notifications.test')
 
@@ -128,7 +132,7 @@ class TestWithNova(ServiceTestCase):
 
     def put_events(self, service, body):
         resp = requests.put(service.url + '/events', json=body,
-                            timeout=TIMEOUT)
+                            headers=self.auth, timeout=TIMEOUT)
         self.assertEqual(200, resp.status_code, resp.text)
         return resp.json()
 

@@ -7,10 +7,12 @@ tests (tox -e interop).
 """
 
 import copy
+import os
 from urllib import parse as urlparse
 import uuid
 
 import fixtures
+from oslo_config import cfg
 import requests
 
 from doctor_plugin import consumer
@@ -38,9 +40,12 @@ class InspectorTestCase(test_service.ServiceTestCase):
         self.set_opts(group='notifier', webhook_max_retries=0)
         self.receiver = consumer.ConsumerServer().start()
         self.addCleanup(self.receiver.stop)
-        path = alarm_files.write_tenant_alarms(
-            self.useFixture(fixtures.TempDir()).path, self.receiver.url,
-            'vm-1', 'tenant-a')
+        tmp = self.useFixture(fixtures.TempDir()).path
+        path = alarm_files.write_tenant_alarms(tmp, self.receiver.url,
+                                               'vm-1', 'tenant-a')
+        self.secret_file = os.path.join(tmp, 'inspector-secret')
+        with open(self.secret_file, 'w') as f:
+            f.write(self.secret + '\n')
         pipe = pipeline_mod.Pipeline(
             self.conf, pipeline_mod.PipelineDefinition.from_dict(
                 {'sources': [{'name': 'all', 'events': ['compute.*'],
@@ -66,7 +71,9 @@ class TestCeilometerPublisher(InspectorTestCase):
 
     def publisher(self, url=None):
         return ceilometer.DoctorEventPublisher(
-            None, urlparse.urlsplit(url or f'doctor://{self.netloc}'))
+            None, urlparse.urlsplit(
+                url or f'doctor://{self.netloc}?secret_file='
+                       f'{self.secret_file}'))
 
     def test_loads_by_scheme_from_ceilometers_namespace(self):
         publisher = plugins.load_driver(
@@ -95,7 +102,8 @@ class TestCeilometerPublisher(InspectorTestCase):
 
     def test_malformed_events_get_a_400_naming_them(self):
         resp = requests.put(self.service.url + '/events/ceilometer',
-                            json=[{'event_type': 'x'}], timeout=TIMEOUT)
+                            json=[{'event_type': 'x'}], headers=self.auth,
+                            timeout=TIMEOUT)
         self.assertEqual(400, resp.status_code)
         self.assertEqual('0', resp.json()['error']['field'])
         self.assertIn('message_id', resp.json()['error']['message'])
@@ -126,7 +134,16 @@ class TestAodhNotifier(InspectorTestCase):
 
     def setUp(self):
         super().setUp()
-        self.notifier = plugins.load_driver('aodh.notifier', 'doctor', None)
+        # Aodh's configuration, with our [doctor] options in it.
+        aodh_conf = cfg.ConfigOpts()
+        aodh_conf([], project='aodh', default_config_files=[])
+        aodh_conf.register_opts(aodh.OPTS, group=aodh.GROUP)
+        aodh_conf.set_override('inspector_secret', self.secret,
+                               group=aodh.GROUP)
+        aodh_conf.set_override('inspectors', [self.netloc],
+                               group=aodh.GROUP)
+        self.notifier = plugins.load_driver('aodh.notifier', 'doctor',
+                                            aodh_conf)
 
     def notify(self, current, url=None, reason_data=None):
         self.notifier.notify(
@@ -169,7 +186,7 @@ class TestMonitoringPaths(InspectorTestCase):
 
     def post(self, path, body):
         return requests.post(self.service.url + path, json=body,
-                             timeout=TIMEOUT)
+                             headers=self.auth, timeout=TIMEOUT)
 
     def test_alertmanager_alert_fans_out_to_the_tenants(self):
         payload = copy.deepcopy(test_alertmanager.ALERTMANAGER)
@@ -197,10 +214,11 @@ class TestMonitoringPaths(InspectorTestCase):
 
     def test_each_path_has_its_method(self):
         resp = requests.put(self.service.url + '/events/alertmanager',
-                            json={}, timeout=TIMEOUT)
+                            json={}, headers=self.auth, timeout=TIMEOUT)
         self.assertEqual(405, resp.status_code)
         self.assertEqual('POST', resp.headers['Allow'])
-        resp = requests.get(self.service.url + '/nothing', timeout=TIMEOUT)
+        resp = requests.get(self.service.url + '/nothing', headers=self.auth,
+                            timeout=TIMEOUT)
         self.assertIn('POST /events/collectd', resp.json()['error']
                       ['message'])
 
