@@ -1,6 +1,8 @@
 #!/bin/bash
-# Install tox if needed, run the unit, functional and interop tests, and
-# end with a single "N passed, N failed, N skipped" line totalling them.
+# Install tox if needed, run the unit, functional, interop and reliability
+# tests, and end with a single "N passed, N failed, N skipped" line
+# totalling them. The reliability env stops and starts the local RabbitMQ,
+# so it runs last, alone.
 set -u
 cd "$(dirname "$0")/.."
 if ! python3 -m tox --version >/dev/null 2>&1; then
@@ -8,7 +10,7 @@ if ! python3 -m tox --version >/dev/null 2>&1; then
 fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-python3 -m tox -e py3,functional,interop "$@" 2>&1 | tee "$log"
+python3 -m tox -e py3,functional,interop,reliability "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 python3 - "$log" "$rc" <<'PY'
 import re
@@ -25,7 +27,7 @@ with open(sys.argv[1], errors='replace') as f:
             passed += int(m[1])
             failed += int(m[2])
             skipped += int(m[3])
-if runs < 3 and sys.argv[2] != '0':
+if runs < 4 and sys.argv[2] != '0':
     # An environment failed before its tests could report.
     failed = max(failed, 1)
 print(f'{passed} passed, {failed} failed, {skipped} skipped')

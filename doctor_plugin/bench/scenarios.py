@@ -16,6 +16,7 @@ import oslo_messaging
 from doctor_plugin.bench import detection
 from doctor_plugin.bench import harness
 from doctor_plugin.bench import memory
+from doctor_plugin.bench import reliability
 from doctor_plugin.controller import fixup
 from doctor_plugin import demo
 from doctor_plugin import messaging
@@ -388,4 +389,12 @@ SCENARIOS: dict[str, typing.Callable[..., harness.ScenarioResult]] = {
     'B4': run_b4,
     'B6': run_b6,
     'B7': memory.run_b7,
+    'R1': reliability.run_r1,
+    'R2': reliability.run_r2,
+    'R3': reliability.run_r3,
+}
+
+#: Names for several scenarios at once (``--scenario reliability``).
+GROUPS = {
+    'reliability': ('R1', 'R2', 'R3'),
 }

@@ -86,8 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
         description='Run benchmark scenarios and print p50/p90/p99/max. '
                     'Exits 0 even when a target is missed (see "met").')
     p.add_argument('--scenario', required=True,
-                   choices=sorted(scenarios.SCENARIOS) + ['all'],
-                   help='scenario id, or all')
+                   choices=(sorted(scenarios.SCENARIOS)
+                            + sorted(scenarios.GROUPS) + ['all']),
+                   help='scenario id, a group (reliability: R1-R3), or '
+                        'all')
     p.add_argument('--transport-url',
                    default=scenarios.DEFAULT_TRANSPORT_URL,
                    help='oslo.messaging transport (default: RabbitMQ on '
@@ -214,8 +216,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     options = scenarios.BenchOptions(
         transport_url=args.transport_url, trials=args.trials,
         duration=args.duration)
-    ids = (sorted(scenarios.SCENARIOS) if args.scenario == 'all'
-           else [args.scenario])
+    if args.scenario == 'all':
+        ids = sorted(scenarios.SCENARIOS)
+    else:
+        ids = list(scenarios.GROUPS.get(args.scenario, [args.scenario]))
     results: list[harness.ScenarioResult] = []
     could_not_run = []
     for scenario_id in ids:
