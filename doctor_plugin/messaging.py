@@ -6,6 +6,7 @@ notification transport per URL and every notifier and listener reuses it.
 
 from __future__ import annotations
 
+import socket
 import threading
 import typing
 
@@ -120,18 +121,7 @@ def delete_queues(conf: cfg.ConfigOpts, url: str | None,
     """
     if not url or not url.startswith('rabbit'):
         return
-    import kombu  # the rabbit driver's own dependency
-
-    # Parsed with a configuration of its own: parsing registers
-    # oslo.messaging's transport options, and a service that loaded us
-    # (Aodh, Ceilometer) may have changed their defaults since ``conf``
-    # registered them, which oslo.config refuses as a duplicate.
-    parsed = oslo_messaging.TransportURL.parse(cfg.ConfigOpts(), url)
-    host = parsed.hosts[0]
-    with kombu.Connection(hostname=host.hostname, port=host.port or 5672,
-                          userid=host.username, password=host.password,
-                          virtual_host=parsed.virtual_host or '/',
-                          connect_timeout=5) as conn:
+    with broker_connection(url) as conn:
         for name in names:
             channel = conn.channel()
             try:
@@ -143,3 +133,97 @@ def delete_queues(conf: cfg.ConfigOpts, url: str | None,
                     channel.close()
                 except Exception:
                     pass
+
+
+def _parse(url: str) -> oslo_messaging.TransportURL:
+    # Parsed with a configuration of its own: parsing registers
+    # oslo.messaging's transport options, and a service that loaded us
+    # (Aodh, Ceilometer) may have changed their defaults since the
+    # caller's configuration registered them, which oslo.config refuses
+    # as a duplicate.
+    return oslo_messaging.TransportURL.parse(cfg.ConfigOpts(), url)
+
+
+def broker_connection(url: str) -> typing.Any:
+    """A kombu connection to the first RabbitMQ host of ``url``.
+
+    For the broker housekeeping oslo.messaging has no call for (deleting
+    a run's queues and exchanges).
+    """
+    import kombu  # the rabbit driver's own dependency
+
+    parsed = _parse(url)
+    host = parsed.hosts[0]
+    return kombu.Connection(hostname=host.hostname, port=host.port or 5672,
+                            userid=host.username, password=host.password,
+                            virtual_host=parsed.virtual_host or '/',
+                            connect_timeout=5)
+
+
+class BrokerWatch:
+    """Call ``on_return`` when the broker comes back after an outage.
+
+    oslo.messaging reconnects its listeners by itself (see
+    ``[oslo_messaging_rabbit] rabbit_retry_interval`` and
+    ``rabbit_interval_max``) but tells its users nothing; what was sent
+    while the broker was away (Nova's instance notifications) is lost to
+    them. A thread tries a TCP connection to the broker's hosts every
+    ``interval`` seconds; when one answers again after none did, it
+    calls ``on_return`` (the topology's resync).
+
+    :param url: a ``rabbit://`` transport URL; other transports have no
+        broker to watch, and nothing runs
+    """
+
+    def __init__(self, url: str | None,
+                 on_return: typing.Callable[[], object],
+                 interval: float) -> None:
+        self._hosts: list[tuple[str, int]] = []
+        if url and url.startswith('rabbit') and interval > 0:
+            self._hosts = [(h.hostname or '127.0.0.1', h.port or 5672)
+                           for h in _parse(url).hosts]
+        self._on_return = on_return
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.outages = 0
+
+    def reachable(self) -> bool:
+        for host, port in self._hosts:
+            try:
+                with socket.create_connection((host, port), timeout=2):
+                    return True
+            except OSError:
+                continue
+        return False
+
+    def start(self) -> BrokerWatch:
+        if self._hosts:
+            self._thread = threading.Thread(target=self._run, daemon=True,
+                                            name='doctor-broker-watch')
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        up = True
+        while not self._stop.wait(self._interval):
+            now_up = self.reachable()
+            if up and not now_up:
+                self.outages += 1
+                LOG.warning('The message broker is unreachable; '
+                            'oslo.messaging keeps reconnecting, and what '
+                            'the bus missed meanwhile is reloaded when it '
+                            'is back')
+            elif now_up and not up:
+                LOG.info('The message broker is back; resynchronising')
+                try:
+                    self._on_return()
+                except Exception:
+                    LOG.exception('Resynchronising after the broker '
+                                  'returned failed')
+            up = now_up
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)

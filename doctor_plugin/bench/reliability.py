@@ -320,14 +320,7 @@ class BusSender:
 def _delete_exchange(url: str, name: str) -> None:
     if not url.startswith('rabbit'):
         return
-    import kombu
-
-    parsed = oslo_messaging.TransportURL.parse(cfg.ConfigOpts(), url)
-    host = parsed.hosts[0]
-    with kombu.Connection(hostname=host.hostname, port=host.port or 5672,
-                          userid=host.username, password=host.password,
-                          virtual_host=parsed.virtual_host or '/',
-                          connect_timeout=5) as conn:
+    with messaging.broker_connection(url) as conn:
         channel = conn.channel()
         try:
             channel.exchange_delete(name)

@@ -12,6 +12,7 @@ from doctor_plugin.inspector import engine
 from doctor_plugin.inspector import listener
 from doctor_plugin.inspector import nova_topology
 from doctor_plugin.inspector import topology as topology_mod
+from doctor_plugin import messaging
 from doctor_plugin import pipeline as pipeline_mod
 from doctor_plugin import plugins
 from doctor_plugin import profiler
@@ -38,6 +39,14 @@ OPTS = [
                                  "versioned instance notifications")],
                help='Where the inspector learns which instances, of which '
                     'tenants, run on which host.'),
+    cfg.FloatOpt('broker_check_interval',
+                 default=5.0, min=0.0,
+                 help='With topology_source nova: seconds between checks '
+                      'that the message broker is reachable. When it comes '
+                      'back after an outage the topology is reloaded from '
+                      'Nova at once, since the instance notifications sent '
+                      'meanwhile are lost. 0 turns the check off (the '
+                      'periodic resync still runs).'),
     cfg.StrOpt('controller',
                default='none',
                choices=[('none', 'only notify'),
@@ -87,6 +96,7 @@ class InspectorService:
         self.nova_client = nova.NovaClient(conf) if uses_nova else None
         self.topology_sync = None
         self.topology_listener = None
+        self.broker_watch: messaging.BrokerWatch | None = None
         if topology is None and conf.inspector.topology_source == 'nova':
             self.topology_sync = nova_topology.NovaTopologySync(
                 conf, self.nova_client)
@@ -95,6 +105,10 @@ class InspectorService:
                 self.topology_listener = nova_topology.get_listener(
                     conf, self.topology_sync,
                     conf.inspector.notification_topics, transport_url)
+                self.broker_watch = messaging.BrokerWatch(
+                    messaging.resolve_url(conf, transport_url),
+                    self.topology_sync.request_resync,
+                    conf.inspector.broker_check_interval)
         self.controller = None
         if conf.inspector.controller == 'nova':
             self.controller = fixup.NovaController(
@@ -133,6 +147,8 @@ class InspectorService:
                 # Listen first: what changes while the map loads is kept.
                 self.topology_listener.start()
             self.topology_sync.start()
+            if self.broker_watch is not None:
+                self.broker_watch.start()
         if self.listener is not None:
             self.listener.start()
         self.server.start()
@@ -150,6 +166,8 @@ class InspectorService:
         if self.topology_listener is not None:
             self.topology_listener.stop()
             self.topology_listener.wait()
+        if self.broker_watch is not None:
+            self.broker_watch.stop()
         if self.topology_sync is not None:
             self.topology_sync.stop()
         self.engine.close()
