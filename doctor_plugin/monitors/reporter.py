@@ -66,8 +66,9 @@ OPTS = [
                min=0,
                help='How many times a fault report is sent again after a '
                     'connection error, a timeout or a 5xx answer, with a '
-                    'short backoff (50 ms, doubling). A 4xx answer is not '
-                    'retried.'),
+                    'short backoff (50 ms, doubling), or a 429 answer, '
+                    'after the Retry-After it gives (at most 1 s). Other '
+                    '4xx answers are not retried.'),
 ]
 
 #: Seconds to wait before the first retry; doubled for each further one.
@@ -137,10 +138,12 @@ class InspectorReporter:
     def _send(self, data: bytes, what: str, detail: str, url: str) -> None:
         attempts = self.retries + 1
         last_failure = ''
+        retry_after = 0.0
         for attempt in range(attempts):
             if attempt:
-                time.sleep(min(RETRY_BACKOFF * 2 ** (attempt - 1),
-                               MAX_BACKOFF))
+                # An inspector that limits our rate (429) says how long.
+                time.sleep(max(retry_after, min(
+                    RETRY_BACKOFF * 2 ** (attempt - 1), MAX_BACKOFF)))
             started = time.monotonic()
             try:
                 response = self._http.request(
@@ -161,7 +164,8 @@ class InspectorReporter:
                           'ms': (time.monotonic() - started) * 1000.0})
                 return
             error = _error_body(response)
-            if response.status < 500:
+            retry_after = _retry_after(response)
+            if response.status < 500 and response.status != 429:
                 LOG.error('The inspector at %(url)s rejected the report of '
                           '%(what)s: HTTP %(code)d %(error)s',
                           {'url': url, 'what': what,
@@ -183,6 +187,15 @@ class InspectorReporter:
     def close(self) -> None:
         """Close the kept-alive connections to the inspector."""
         self._http.clear()
+
+
+def _retry_after(response: urllib3.BaseHTTPResponse) -> float:
+    """Seconds a Retry-After header asks for (capped), or 0."""
+    try:
+        return min(max(float(response.headers.get('Retry-After', 0)), 0.0),
+                   MAX_BACKOFF)
+    except ValueError:
+        return 0.0
 
 
 def _error_body(response: urllib3.BaseHTTPResponse) -> str:

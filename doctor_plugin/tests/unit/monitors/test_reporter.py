@@ -23,12 +23,15 @@ class _InspectorHandler(http.server.BaseHTTPRequestHandler):
     def do_PUT(self) -> None:
         length = int(self.headers.get('Content-Length') or 0)
         body = self.rfile.read(length)
-        status, reply, delay = self.server.next_answer()
+        answer = self.server.next_answer()
+        status, reply, delay = answer[:3]
         self.server.record(self, body)
         if delay:
             time.sleep(delay)
         data = json.dumps(reply).encode()
         self.send_response(status)
+        for name, value in (answer[3] if len(answer) > 3 else {}).items():
+            self.send_header(name, value)
         self.send_header('Content-Type', 'application/json')
         self.send_header('Content-Length', str(len(data)))
         self.end_headers()
@@ -176,6 +179,18 @@ class InspectorReporterTest(test_base.TestCase):
         self.assertEqual(3, len(self.server.requests))
         bodies = [r['body'] for r in self.server.requests]
         self.assertEqual([bodies[0]] * 3, bodies)
+
+    def test_rate_limited_report_is_retried_after_retry_after(self) -> None:
+        self.server.answers.append(
+            (429, {'error': 'too many requests'}, 0.0,
+             {'Retry-After': '0.3'}))
+        rep = self.make_reporter()
+        started = time.monotonic()
+
+        rep(self.report)
+
+        self.assertGreaterEqual(time.monotonic() - started, 0.3)
+        self.assertEqual(2, len(self.server.requests))
 
     def test_server_error_exhausts_retries(self) -> None:
         self.server.answers.extend([(500, {'error': 'boom'}, 0.0)] * 3)
