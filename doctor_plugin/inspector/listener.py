@@ -17,6 +17,7 @@ import oslo_messaging
 
 from doctor_plugin import delivery
 from doctor_plugin.delivery import rejects as rejects_mod
+from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.inspector import engine
 from doctor_plugin import messaging
@@ -49,10 +50,13 @@ class NotificationEndpoint:
     def __init__(self, inspector: engine.Inspector,
                  transformers: typing.Sequence[
                      transformer_base.TransformerBase],
-                 rejects: rejects_mod.Rejects | None = None) -> None:
+                 rejects: rejects_mod.Rejects | None = None,
+                 limits: tuple[int, int] | None = None) -> None:
         self.inspector = inspector
         self.transformers = [t for t in transformers if t.event_types]
         self.rejects = rejects or rejects_mod.Rejects()
+        #: (max_traits, max_string_length) of the events, as the API's.
+        self.limits = limits
 
     def handles(self, event_type: str
                 ) -> list[transformer_base.TransformerBase]:
@@ -71,7 +75,10 @@ class NotificationEndpoint:
         events = []
         for transformer in transformers:
             try:
-                events.extend(transformer.transform(payload, meta))
+                made = transformer.transform(payload, meta)
+                if self.limits is not None:
+                    event_model.check_limits(made, *self.limits)
+                events.extend(made)
             except Exception as exc:
                 # Acknowledged, not requeued: it would come back forever.
                 self.rejects.reject(meta, payload, exc)
@@ -120,9 +127,11 @@ class NotificationListener:
                      transformer_base.TransformerBase],
                  transport_url: str | None = None) -> None:
         conf.register_opts(OPTS, group='inspector')
+        conf.register_opts(event_model.LIMIT_OPTS, group='inspector')
         self.outbox = delivery.get_outbox(conf)
         self.endpoint = NotificationEndpoint(
-            inspector, transformers, rejects_mod.Rejects(self.outbox))
+            inspector, transformers, rejects_mod.Rejects(self.outbox),
+            (conf.inspector.max_traits, conf.inspector.max_string_length))
         transport = messaging.get_transport(conf, transport_url)
         self._server = messaging.get_listener(
             transport, conf.inspector.notification_topics, [self.endpoint],

@@ -337,6 +337,19 @@ class TestListenerAcknowledgement(OutboxTestCase):
         self.assertEqual([], self.rows())
 
 
+    def test_events_over_the_limits_are_rejected(self):
+        pipe = self.make_pipeline()
+        inspector = engine.Inspector(self.conf, pipe)
+        self.addCleanup(inspector.close)
+        endpoint = listener.NotificationEndpoint(
+            inspector, [Transformer()], rejects.Rejects(), limits=(8, 255))
+        traits = {f't{i}': i for i in range(20)}
+        self.assertIsNone(endpoint.info({}, 'nova', 'doctor.test', traits,
+                                        {'message_id': 'm-big'}))
+        self.assertEqual(1, endpoint.rejects.count)
+        self.assertEqual([], self.rows())
+
+
 class Transformer:
     event_types = ('doctor.test',)
 

@@ -218,6 +218,9 @@ class TestInspectorAPI(APITestCase):
 class TestPublishFailure(APITestCase):
 
     def test_publish_failure_is_503_and_retry_succeeds(self):
+        # Without the outbox; with it the delivery is retried instead
+        # (tests/unit/delivery).
+        self.set_opts(group='delivery', durable=False)
         port = closed_port()
         app = self.make_app(urls=[f'http://127.0.0.1:{port}/alarm'])
         req = webob.Request.blank('/events', method='PUT',
