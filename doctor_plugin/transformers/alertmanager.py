@@ -180,10 +180,12 @@ class AlertmanagerTransformer(_AlertTransformer):
             raise exceptions.InvalidPayload(
                 '', f"the body must be Alertmanager's webhook object "
                     f"(version 4), got {doctor.json_type(payload)}")
+        doctor.check_document(payload)
         version = payload.get('version', PAYLOAD_VERSION)
         if version != PAYLOAD_VERSION:
             raise exceptions.InvalidPayload(
-                'version', f'payload version {version!r} is not supported;'
+                'version', f'payload version {doctor.shown(version)} is not '
+                           f'supported;'
                            f' Alertmanager sends version '
                            f'{PAYLOAD_VERSION!r}')
         opts = self.conf.inspector
@@ -197,7 +199,7 @@ class AlertmanagerTransformer(_AlertTransformer):
             if state not in ('firing', 'resolved'):
                 raise exceptions.InvalidPayload(
                     f'{path}.status', f"must be 'firing' or 'resolved', "
-                                      f"got {state!r}")
+                                      f"got {doctor.shown(state)}")
             ev = self._event(alert, path, opts.alertmanager_alertnames,
                              opts.alertmanager_host_labels,
                              'down' if state == 'firing' else 'up',
@@ -217,6 +219,7 @@ class CollectdTransformer(_AlertTransformer):
                   ) -> list[event_model.Event]:
         if isinstance(payload, dict):
             payload = [payload]
+        doctor.check_document(payload)
         generated = event_model.utcnow()
         events = []
         for index, alert in enumerate(self._alerts(payload, '')):
@@ -229,7 +232,7 @@ class CollectdTransformer(_AlertTransformer):
                     raise exceptions.InvalidPayload(
                         f'{path}.labels.severity',
                         f"must be collectd's FAILURE, WARNING or OKAY, "
-                        f"got {severity!r}")
+                        f"got {doctor.shown(severity)}")
             ev = self._event(alert, path,
                              self.conf.inspector.collectd_alertnames,
                              ['instance'], COLLECTD_STATUS.get(severity),

@@ -21,6 +21,16 @@ import typing
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.transformers import base
+from doctor_plugin.transformers import doctor
+
+#: Longest error message given back: the event model's quote the values.
+MAX_MESSAGE = 300
+
+
+def _brief(message: str) -> str:
+    if len(message) <= MAX_MESSAGE:
+        return message
+    return message[:MAX_MESSAGE - 3] + '...'
 
 
 class CeilometerEventTransformer(base.TransformerBase):
@@ -35,6 +45,7 @@ class CeilometerEventTransformer(base.TransformerBase):
             raise exceptions.InvalidPayload(
                 '', 'expected a non-empty JSON list of Ceilometer events '
                     '(message_id, event_type, generated, traits, raw)')
+        doctor.check_document(payload)
         events = []
         for index, item in enumerate(payload):
             if not isinstance(item, dict):
@@ -42,7 +53,9 @@ class CeilometerEventTransformer(base.TransformerBase):
                     str(index), 'each event must be a JSON object')
             try:
                 events.append(event_model.Event.deserialize(item))
-            except (TypeError, ValueError, KeyError) as exc:
-                raise exceptions.InvalidPayload(str(index),
-                                                str(exc)) from None
+            except (TypeError, ValueError, KeyError, OverflowError) as exc:
+                # OverflowError: a time that leaves the calendar when
+                # moved to UTC (0001-01-01T00:00:00+01:00).
+                raise exceptions.InvalidPayload(
+                    str(index), _brief(str(exc))) from None
         return events

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import typing
 import uuid
 
@@ -41,6 +42,12 @@ MAX_EVENTS = 1000
 
 #: Longest string accepted in any field (Nova's host name column is 255).
 MAX_STRING_LENGTH = 255
+
+#: Deepest nesting of arrays and objects accepted in a payload. Doctor's
+#: events nest three levels deep and Nova's notifications about eight;
+#: Python's own recursion (repr, the bus's signing of the raw payload)
+#: gives out at about a thousand.
+MAX_DEPTH = 32
 
 #: The ``type`` values Doctor's inspector API defines.
 SUPPORTED_TYPES = ('compute.host.down',)
@@ -99,6 +106,75 @@ def _shown(value: str) -> str:
     return repr(value)
 
 
+def shown(value: typing.Any) -> str:
+    """Show a rejected value of any type in an error message, briefly.
+
+    Strings and short scalars are quoted; anything else is named by its
+    JSON type, so that the message never echoes a huge or deeply nested
+    value back to the client and into the log.
+    """
+    if isinstance(value, str):
+        return _shown(value)
+    if value is None or isinstance(value, (bool, float)) or (
+            isinstance(value, int) and abs(value) < 10 ** 18):
+        return json.dumps(value)
+    kind = json_type(value)
+    return f'an {kind}' if kind[0] in 'aeiou' else f'a {kind}'
+
+
+def _unicode_problem(text: str) -> str | None:
+    try:
+        text.encode('utf-8')
+    except UnicodeEncodeError as exc:
+        return (f'holds a lone surrogate ({text[exc.start]!a} at character '
+                f'{exc.start}), which is not Unicode text; send UTF-8')
+    return None
+
+
+def check_document(payload: typing.Any) -> None:
+    """Check that a decoded payload is JSON every part of us can carry.
+
+    Python's json module reads more than JSON: NaN and infinities, lone
+    surrogates (``"\\ud800"``) and any depth of nesting. None of them
+    belongs in a report, and each breaks something further on (the
+    signature of the bus message, a UUID of the host name, a log line),
+    so they are refused here, before anything else looks at the payload.
+
+    :raises InvalidPayload: naming the first part nested more than
+        :data:`MAX_DEPTH` levels deep, the first number that is not finite
+        or the first string (or key) that is not valid Unicode
+    """
+    stack: list[tuple[typing.Any, str, int]] = [(payload, '', 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, str):
+            problem = _unicode_problem(value)
+            if problem:
+                raise exceptions.InvalidPayload(path, problem)
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                raise exceptions.InvalidPayload(
+                    path, f'must be a finite number, got {value}')
+        elif isinstance(value, (dict, list, tuple)):
+            if depth >= MAX_DEPTH:
+                raise exceptions.InvalidPayload(
+                    path, f'is nested more than {MAX_DEPTH} levels deep; '
+                          f'no payload the inspector takes is')
+            items = (value.items() if isinstance(value, dict)
+                     else enumerate(value))
+            for key, member in items:
+                key_text = str(key)
+                if len(key_text) > 64:
+                    key_text = key_text[:60] + '...'
+                name = f'{path}.{key_text}' if path else key_text
+                if isinstance(key, str):
+                    problem = _unicode_problem(key)
+                    if problem:
+                        raise exceptions.InvalidPayload(
+                            path, f'a key {problem}')
+                stack.append((member, name, depth + 1))
+
+
 def check_text(value: typing.Any, field: str) -> str:
     """Check that ``value`` is a usable string field.
 
@@ -111,7 +187,8 @@ def check_text(value: typing.Any, field: str) -> str:
         raise exceptions.InvalidPayload(
             field, f'{expected}, got {json_type(value)}')
     if not value.strip():
-        raise exceptions.InvalidPayload(field, f'{expected}, got {value!r}')
+        raise exceptions.InvalidPayload(field,
+                                        f'{expected}, got {_shown(value)}')
     if len(value) > MAX_STRING_LENGTH:
         raise exceptions.InvalidPayload(
             field, f'{expected}, got {_shown(value)}')
@@ -147,6 +224,7 @@ class DoctorEventTransformer(base.TransformerBase):
             raise exceptions.InvalidPayload(
                 '', f'the body must be a JSON array of Doctor events, got '
                     f'{json_type(payload)}')
+        check_document(payload)
         if not payload:
             raise exceptions.InvalidPayload(
                 '', 'the body must be a non-empty JSON array of Doctor '

@@ -62,7 +62,7 @@ def _name(value: typing.Any, names: tuple[str, ...], path: str,
         return value.lower()
     raise exceptions.InvalidPayload(
         path, f'must be a libvirt {what} ({", ".join(names)}, or its '
-              f'code 0-{len(names) - 1}), got {value!r}')
+              f'code 0-{len(names) - 1}), got {doctor.shown(value)}')
 
 
 class LibvirtLifecycleTransformer(base.TransformerBase):
@@ -80,6 +80,7 @@ class LibvirtLifecycleTransformer(base.TransformerBase):
         if len(payload) > doctor.MAX_EVENTS:
             raise exceptions.InvalidPayload(
                 '', f'at most {doctor.MAX_EVENTS} events per request')
+        doctor.check_document(payload)
         generated = event_model.utcnow()
         events = []
         for index, item in enumerate(payload):
@@ -103,7 +104,9 @@ class LibvirtLifecycleTransformer(base.TransformerBase):
                 detail = _name(detail, STOPPED_DETAILS, f'{path}.detail',
                                'stopped detail')
             elif detail is not None:
-                detail = doctor.check_text(str(detail), f'{path}.detail')
+                if isinstance(detail, int) and not isinstance(detail, bool):
+                    detail = str(detail)
+                detail = doctor.check_text(detail, f'{path}.detail')
             when = generated
             if 'time' in item:
                 text = doctor.check_text(item['time'], f'{path}.time')

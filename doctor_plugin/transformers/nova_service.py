@@ -143,6 +143,7 @@ class ServiceUpdateTransformer(base.TransformerBase):
     def transform(self, payload: typing.Any,
                   metadata: typing.Mapping[str, typing.Any] | None = None
                   ) -> list[event_model.Event]:
+        doctor.check_document(payload)
         data = _service_data(payload)
         path = 'nova_object.data'
         binary = doctor.check_text(data.get('binary'), f'{path}.binary')
