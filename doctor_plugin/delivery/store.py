@@ -180,7 +180,12 @@ class DeliveryStore:
         if parsed.get_backend_name() == 'sqlite':
             sa.event.listen(self.engine, 'connect', _sqlite_pragmas)
         try:
-            _METADATA.create_all(self.engine)
+            try:
+                _METADATA.create_all(self.engine)
+            except (sa_exc.ProgrammingError, sa_exc.IntegrityError):
+                # Another service made the tables between our check and
+                # our CREATE (a shared database, first start).
+                _METADATA.create_all(self.engine)
         except sa_exc.SQLAlchemyError as exc:
             self.engine.dispose()
             raise exceptions.ConfigurationError(
