@@ -130,7 +130,8 @@ class Chain:
 
     def __init__(self, transport_url: str, hosts: int,
                  log: typing.Callable[[str], None],
-                 consumer_port: int | None = None) -> None:
+                 consumer_port: int | None = None,
+                 transformers: str = 'doctor') -> None:
         self.log = log
         self.run_id = uuid.uuid4().hex[:8]
         self.dir = tempfile.mkdtemp(prefix=f'doctor-rel-{self.run_id}-')
@@ -144,7 +145,9 @@ class Chain:
         self.consumer: consumer_mod.ConsumerServer | None = None
         self.proc: subprocess.Popen | None = None
         self.secret = secrets.token_hex(16)
-        self._logs: list[typing.IO] = []
+        self.transformers = transformers
+        #: The inspector's log of each start.
+        self.log_files: list[typing.IO] = []
         self._write_files(hosts)
 
     @property
@@ -184,7 +187,7 @@ rabbit_qos_prefetch_count = 200
 [inspector]
 host = 127.0.0.1
 port = {self.port}
-transformers = doctor
+transformers = {self.transformers}
 notification_topics = {self.topic}
 notification_pool = {self.pool}
 topology_file = {self.dir}/topology.yaml
@@ -219,9 +222,9 @@ webhook_timeout = 2.0
             keep=False).start()
 
     def start_inspector(self) -> None:
-        log = open(os.path.join(self.dir, f'inspector-{len(self._logs)}.log'),
-                   'w')
-        self._logs.append(log)
+        log = open(os.path.join(
+            self.dir, f'inspector-{len(self.log_files)}.log'), 'w')
+        self.log_files.append(log)
         self.proc = subprocess.Popen(
             [sys.executable, '-c',
              'import sys; from doctor_plugin.cmd import inspector; '
@@ -257,7 +260,7 @@ webhook_timeout = 2.0
                 self.proc.wait(5)
         if self.consumer is not None:
             self.consumer.stop()
-        for log in self._logs:
+        for log in self.log_files:
             log.close()
         try:
             messaging.delete_queues(
@@ -328,7 +331,7 @@ def _delete_exchange(url: str, name: str) -> None:
             channel.close()
 
 
-def _rabbitmqctl(*args: str) -> None:
+def rabbitmqctl(*args: str) -> None:
     subprocess.run(['rabbitmqctl', *args], check=True, timeout=120,
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -388,11 +391,11 @@ def run_r1(options: typing.Any, log: typing.Callable[[str], None]
     def broker_restart() -> dict:
         t0 = time.monotonic()
         try:
-            _rabbitmqctl('stop_app')
+            rabbitmqctl('stop_app')
             log('broker stopped')
             time.sleep(BROKER_DOWN)
         finally:
-            _rabbitmqctl('start_app')
+            rabbitmqctl('start_app')
             log('broker started')
         return {'broker_down_s': round(time.monotonic() - t0, 1)}
 
