@@ -21,6 +21,7 @@ import time
 import typing
 
 from doctor_plugin import childproc
+from doctor_plugin import signing
 
 #: A webhook body larger than this is refused (413).
 MAX_BODY_BYTES = 1024 * 1024
@@ -100,14 +101,21 @@ class ConsumerServer(AlarmLog):
     :param ssl_context: serve HTTPS with this server-side context
     :param keep: keep the alarms in :attr:`alarms` (for :meth:`wait_for`);
         a server that only hands them to ``on_alarm`` keeps none
+    :param signing_key: accept only webhooks signed with this key
+        (:mod:`doctor_plugin.signing`), refusing others with 401
     """
 
     def __init__(self, host: str = '127.0.0.1', port: int = 0,
                  on_alarm: typing.Callable[[ReceivedAlarm], None]
                  | None = None,
                  ssl_context: ssl.SSLContext | None = None,
-                 keep: bool = True) -> None:
+                 keep: bool = True,
+                 signing_key: bytes | None = None) -> None:
         super().__init__(on_alarm, keep)
+        self._verifier = (signing.Verifier(signing_key) if signing_key
+                          else None)
+        #: Why each refused (unsigned, forged, replayed) webhook was.
+        self.refused: list[str] = []
         family = socket.AF_INET6 if ':' in host else socket.AF_INET
         # Bound now, so that the URL is known before the loop runs; the
         # default backlog of a burst's SYNs would overflow a small queue.
@@ -249,6 +257,11 @@ class ConsumerServer(AlarmLog):
 
     def _accept(self, path: str, headers: dict, raw: bytes,
                 received_at: float) -> tuple[int, dict]:
+        if self._verifier is not None:
+            reason = self._verifier.check(headers, raw)
+            if reason is not None:
+                self.refused.append(reason)
+                return 401, {'error': reason}
         try:
             body = json.loads(raw)
         except ValueError:

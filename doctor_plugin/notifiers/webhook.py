@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import collections
 import datetime
-import hashlib
-import hmac
 import http.client
 import json
 import os
@@ -40,6 +38,7 @@ from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin import httperrors
 from doctor_plugin.notifiers import base
+from doctor_plugin import signing
 
 LOG = logging.getLogger(__name__)
 
@@ -423,10 +422,7 @@ class WebhookNotifier(base.NotifierBase):
         headers['x-openstack-request-id'] = request_id
         headers['X-Doctor-Event-Id'] = event_id
         if self._signing_key:
-            timestamp = str(int(time.time()))
-            headers['X-Doctor-Timestamp'] = timestamp
-            headers['X-Doctor-Signature'] = signature(
-                self._signing_key, timestamp, body)
+            signing.sign(self._signing_key, body, headers)
         started = time.monotonic()
         try:
             if self._direct is not None:
@@ -500,13 +496,6 @@ class WebhookNotifier(base.NotifierBase):
         self.pool_manager.clear()
         if self._direct is not None:
             self._direct.close()
-
-
-def signature(key: bytes, timestamp: str, body: bytes) -> str:
-    """The X-Doctor-Signature of ``body`` sent at ``timestamp``."""
-    mac = hmac.new(key, timestamp.encode('ascii') + b'.' + body,
-                   hashlib.sha256)
-    return 'sha256=' + mac.hexdigest()
 
 
 def _strip_doctor_params(query: str) -> str:

@@ -264,6 +264,27 @@ class TestSignedWebhooks(OutboxTestCase):
             hashlib.sha256).hexdigest()
         self.assertEqual(expected, got.headers['X-Doctor-Signature'])
 
+    def test_a_consumer_holding_the_key_takes_signed_alarms(self):
+        self.set_opts(group='notifier', webhook_signing_key='s3cret')
+        receiver = consumer.ConsumerServer(port=self.port,
+                                           signing_key=b's3cret').start()
+        self.addCleanup(receiver.stop)
+        self.make_pipeline().publish([host_event()])
+        self.assertEqual(1, len(receiver.wait_for(1, timeout=5)))
+        self.assertEqual([], receiver.refused)
+
+    def test_forged_alarms_are_refused_and_stay_pending(self):
+        self.set_opts(group='notifier', webhook_signing_key='wrong')
+        receiver = consumer.ConsumerServer(port=self.port,
+                                           signing_key=b's3cret').start()
+        self.addCleanup(receiver.stop)
+        self.make_pipeline().publish([host_event()])
+        self.assertTrue(self.wait_for(lambda: receiver.refused))
+        self.assertEqual('the signature does not match the body',
+                         receiver.refused[0])
+        self.assertEqual([], receiver.alarms)
+        self.assertIn('HTTP 401', self.rows()[0].last_error or '')
+
     def test_unsigned_without_a_key(self):
         receiver = self.consumer_up()
         self.make_pipeline().publish([host_event()])
@@ -335,7 +356,6 @@ class TestListenerAcknowledgement(OutboxTestCase):
         self.assertIn('KeyError', row['reason'])
         self.assertEqual({'x': 1}, json.loads(row['body']))
         self.assertEqual([], self.rows())
-
 
     def test_events_over_the_limits_are_rejected(self):
         pipe = self.make_pipeline()
