@@ -41,6 +41,7 @@ from doctor_plugin.inspector import engine
 from doctor_plugin.inspector import ratelimit
 from doctor_plugin import policies
 from doctor_plugin.transformers import base as transformer_base
+from doctor_plugin.transformers import doctor as transformer_doctor
 
 LOG = logging.getLogger(__name__)
 
@@ -235,6 +236,11 @@ class InspectorAPI:
             payload = json.loads(body)
         except ValueError as exc:
             return _error(400, f'body is not valid JSON: {exc}')
+        except RecursionError:
+            # json gives up on a nesting about a thousand levels deep.
+            return _error(400, 'body is nested too deeply; no payload the '
+                               'inspector takes nests more than '
+                               f'{transformer_doctor.MAX_DEPTH} levels')
         try:
             events = transformer.transform(payload)
             event_model.check_limits(events, self.conf.inspector.max_traits,
