@@ -215,8 +215,10 @@ class Outbox:
             # to every line the retry logs.
             return self._failed(d, error)
         with self._lock:
+            # Still known until its row is gone: the poller would take a
+            # delivered row that is still pending in the database for one
+            # to resume, and send it twice.
             self._delivered.append(d.id)
-            self._known.discard(d.id)
         self.stats['delivered'] += 1
         if d.attempts:
             LOG.info('Delivered %s (event %s) to %s after %d failed '
@@ -327,6 +329,8 @@ class Outbox:
             self.store.delete(done)
         except exceptions.DeliveryError as exc:
             LOG.error('%s; they may be sent again after a restart', exc)
+        with self._lock:
+            self._known.difference_update(done)
 
     def _poll(self) -> None:
         """Take up pending rows of this owner this process does not hold.
@@ -369,7 +373,7 @@ class Outbox:
     def pending(self) -> int:
         """Deliveries this process holds that are not made yet."""
         with self._lock:
-            return len(self._known)
+            return len(self._known) - len(self._delivered)
 
     def wait_empty(self, timeout: float) -> bool:
         """Wait until every delivery held is made or given up."""

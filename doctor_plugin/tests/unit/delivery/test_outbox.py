@@ -100,6 +100,20 @@ class TestRetries(OutboxTestCase):
         self.assertTrue(self.wait_for(lambda: not self.rows()))
         self.assertEqual(0, pipe.outbox.pending())
 
+    def test_a_delivered_row_not_yet_removed_is_not_resumed(self):
+        receiver = self.consumer_up()
+        pipe = self.make_pipeline()
+        with mock.patch.object(pipe.outbox, '_flush'):
+            pipe.publish([host_event()])
+            self.assertEqual(1, len(receiver.wait_for(1, timeout=5)))
+            # The row is still pending in the database; the poller looks.
+            self.assertEqual(1, len(self.rows(store_mod.PENDING)))
+            pipe.outbox._poll()
+        self.assertEqual(0, pipe.outbox.stats['resumed'])
+        time.sleep(0.3)
+        self.assertEqual(1, len(receiver.alarms))
+        self.assertTrue(self.wait_for(lambda: not self.rows()))
+
     def test_alarm_transitions_arrive_in_order_after_an_outage(self):
         alarms = definitions.parse({'alarms': [
             {'name': f'tenant-{t}', 'project_id': f'tenant-{t}',
