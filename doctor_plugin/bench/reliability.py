@@ -379,16 +379,34 @@ def _stream(chain: Chain, count: int, rate: float,
     return info, time.monotonic() - started
 
 
+def _bus_run(options: typing.Any, log: typing.Callable[[str], None],
+             scenario: str, count: int, at_fraction: float,
+             fault: typing.Callable[[Chain], dict], target: str,
+             no_duplicates: bool) -> harness.ScenarioResult:
+    """Reports over the bus, with ``fault`` once ``at_fraction`` are in."""
+    chain = Chain(options.transport_url, count, log)
+    try:
+        chain.start_consumer()
+        chain.start_inspector()
+        info, elapsed = _stream(chain, count, 1000.0, lambda: fault(chain),
+                                at_fraction, log)
+        figures = chain.counter.figures(count)
+    finally:
+        chain.stop()
+    met = figures['lost'] == 0 and (
+        not no_duplicates or figures['duplicates_after_dedup'] == 0)
+    return _result(scenario, options.transport_url, figures, target, met,
+                   [], total_s=round(elapsed, 1), **info)
+
+
 def run_r1(options: typing.Any, log: typing.Callable[[str], None]
            ) -> harness.ScenarioResult:
     """RabbitMQ stopped and restarted while 10,000 reports flow."""
     if not broker_available():
         raise exceptions.DoctorPluginError(
             'R1 needs rabbitmqctl to stop and start the local broker')
-    count = options.trials or R1_EVENTS
-    chain = Chain(options.transport_url, count, log)
 
-    def broker_restart() -> dict:
+    def broker_restart(chain: Chain) -> dict:
         t0 = time.monotonic()
         try:
             rabbitmqctl('stop_app')
@@ -399,27 +417,15 @@ def run_r1(options: typing.Any, log: typing.Callable[[str], None]
             log('broker started')
         return {'broker_down_s': round(time.monotonic() - t0, 1)}
 
-    try:
-        chain.start_consumer()
-        chain.start_inspector()
-        info, elapsed = _stream(chain, count, 1000.0, broker_restart, 0.25,
-                                log)
-        figures = chain.counter.figures(count)
-    finally:
-        chain.stop()
-    met = figures['lost'] == 0 and figures['duplicates_after_dedup'] == 0
-    return _result('R1', options.transport_url, figures,
-                   'lost 0, duplicates after dedup 0', met, [],
-                   total_s=round(elapsed, 1), **info)
+    return _bus_run(options, log, 'R1', options.trials or R1_EVENTS, 0.25,
+                    broker_restart, 'lost 0, duplicates after dedup 0',
+                    no_duplicates=True)
 
 
 def run_r3(options: typing.Any, log: typing.Callable[[str], None]
            ) -> harness.ScenarioResult:
     """The inspector SIGKILLed mid-stream and started again."""
-    count = options.trials or R3_EVENTS
-    chain = Chain(options.transport_url, count, log)
-
-    def kill_and_restart() -> dict:
+    def kill_and_restart(chain: Chain) -> dict:
         chain.kill_inspector()
         log('inspector killed')
         t0 = time.monotonic()
@@ -427,17 +433,8 @@ def run_r3(options: typing.Any, log: typing.Callable[[str], None]
         log('inspector restarted')
         return {'restart_s': round(time.monotonic() - t0, 1)}
 
-    try:
-        chain.start_consumer()
-        chain.start_inspector()
-        info, elapsed = _stream(chain, count, 1000.0, kill_and_restart, 0.3,
-                                log)
-        figures = chain.counter.figures(count)
-    finally:
-        chain.stop()
-    return _result('R3', options.transport_url, figures, 'lost 0',
-                   figures['lost'] == 0, [], total_s=round(elapsed, 1),
-                   **info)
+    return _bus_run(options, log, 'R3', options.trials or R3_EVENTS, 0.3,
+                    kill_and_restart, 'lost 0', no_duplicates=False)
 
 
 def run_r2(options: typing.Any, log: typing.Callable[[str], None]

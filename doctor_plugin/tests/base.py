@@ -1,5 +1,6 @@
 """Base classes for doctor_plugin's tests."""
 
+import os
 import socket
 
 import fixtures
@@ -28,6 +29,16 @@ class TestCase(base.BaseTestCase):
         delivery.register_opts(self.conf)
         self.set_opts(state_path=self.useFixture(fixtures.TempDir()).path)
         self.timeline = profiler.Timeline()
+
+    def require(self, problem: str | None) -> None:
+        """Skip for want of a local service, but fail under CI.
+
+        :param problem: why the service cannot be used, or None if it can
+        """
+        if problem:
+            if os.environ.get('CI', '').lower() in ('true', '1', 'yes'):
+                self.fail(problem)
+            self.skipTest(problem)
 
     def set_opts(self, group: str | None = None, **overrides) -> None:
         """Override registered options for the length of the test."""
