@@ -103,6 +103,7 @@ class ConsumerServer(AlarmLog):
         a server that only hands them to ``on_alarm`` keeps none
     :param signing_key: accept only webhooks signed with this key
         (:mod:`doctor_plugin.signing`), refusing others with 401
+    :param delay: seconds to wait before answering each webhook
     """
 
     def __init__(self, host: str = '127.0.0.1', port: int = 0,
@@ -110,8 +111,10 @@ class ConsumerServer(AlarmLog):
                  | None = None,
                  ssl_context: ssl.SSLContext | None = None,
                  keep: bool = True,
-                 signing_key: bytes | None = None) -> None:
+                 signing_key: bytes | None = None,
+                 delay: float = 0.0) -> None:
         super().__init__(on_alarm, keep)
+        self._delay = delay
         self._verifier = (signing.Verifier(signing_key) if signing_key
                           else None)
         #: Why each refused (unsigned, forged, replayed) webhook was.
@@ -251,6 +254,10 @@ class ConsumerServer(AlarmLog):
                           keep_alive, allow='POST')
         else:
             status, reply = self._accept(path, headers, body, received_at)
+            if self._delay:
+                # A VNF manager that takes its time to answer; other
+                # connections are served meanwhile.
+                await asyncio.sleep(self._delay)
             self._respond(writer, status, reply, keep_alive)
         await writer.drain()
         return keep_alive

@@ -67,9 +67,11 @@ OPTS = [
                       'given up and dead-lettered if it could not be '
                       'made.'),
     cfg.IntOpt('retry_workers',
-               default=4, min=1,
-               help='Threads that retry failed deliveries (one key at a '
-                    'time each).'),
+               default=8, min=1,
+               help='Threads that retry failed deliveries and resume '
+                    'those a restart left, one key (alarm) at a time '
+                    'each: after a restart, how many alarms\' backlogs '
+                    'drain at once.'),
     cfg.FloatOpt('poll_interval',
                  default=2.0, min=0.1,
                  help='Seconds between looks at the database for '
