@@ -21,11 +21,8 @@ reach the consumer within a second (nothing stuck). Counted: inputs sent,
 or the process gone), stuck, responses that do not conform to the
 description, unauthenticated requests let in, by route.
 
-The bus half of R4 (poison messages) plugs in as ``run_r4(..., bus=f)``:
-``f(target, count, log)`` sends ``count`` inputs to the running
-:class:`LiveInspector` ``target`` (started with ``listen_on_bus=True``,
-its topic in :attr:`LiveInspector.topic`) and returns a dict of counts to
-report, with ``sent`` and ``crashes`` keys.
+The bus half of R4 (poison messages on RabbitMQ) is
+:mod:`doctor_plugin.bench.poison`, whose ``run_r4`` runs both.
 
 Needs hypothesis and schemathesis (``test-requirements.txt``, or ``tox -e
 bench``); they are imported when R4 runs, not when the bench starts.
@@ -97,21 +94,15 @@ class LiveInspector:
     """A ``doctor-plugin-inspector`` process and the consumer it posts to.
 
     :param log: where progress lines go
-    :param transport_url: the bus (only used with ``listen_on_bus``)
-    :param listen_on_bus: also take ``doctor.monitor.report`` and
-        ``service.update`` notifications on :attr:`topic`
     """
 
-    def __init__(self, log: typing.Callable[[str], None],
-                 transport_url: str = 'fake://',
-                 listen_on_bus: bool = False) -> None:
+    def __init__(self, log: typing.Callable[[str], None]) -> None:
         self.log = log
         self.run_id = uuid.uuid4().hex[:8]
         self.dir = tempfile.mkdtemp(prefix=f'doctor-r4-{self.run_id}-')
         self.port = _free_port()
         self.url = f'http://127.0.0.1:{self.port}'
         self.secret = secrets.token_hex(16)
-        self.topic = f'doctor-r4-{self.run_id}'
         self.log_path = os.path.join(self.dir, 'inspector.log')
         self.proc: subprocess.Popen | None = None
         self._log_file: typing.IO | None = None
@@ -119,9 +110,9 @@ class LiveInspector:
         self._cond = threading.Condition()
         self.consumer = consumer_mod.ConsumerServer(
             on_alarm=self._received, keep=False)
-        self._write_files(transport_url, listen_on_bus)
+        self._write_files()
 
-    def _write_files(self, transport_url: str, listen_on_bus: bool) -> None:
+    def _write_files(self) -> None:
         with open(os.path.join(self.dir, 'pipeline.yaml'), 'w') as f:
             yaml.safe_dump({
                 'sources': [{'name': 'all', 'events': ['*'],
@@ -137,7 +128,7 @@ class LiveInspector:
         self.conf_file = os.path.join(self.dir, 'doctor_plugin.conf')
         with open(self.conf_file, 'w') as f:
             f.write(f"""[DEFAULT]
-transport_url = {transport_url}
+transport_url = fake://
 state_path = {self.dir}
 pipeline_cfg_file = {self.dir}/pipeline.yaml
 [inspector]
@@ -147,9 +138,7 @@ shared_secret = {self.secret}
 # One client sends everything: the per-source limit is not under test.
 rate_limit = 0
 topology_file = {self.dir}/topology.yaml
-enable_notification_listener = {str(listen_on_bus).lower()}
-transformers = doctor,nova_service
-notification_topics = {self.topic}
+enable_notification_listener = false
 [notifier]
 webhook_max_retries = 0
 webhook_timeout = 2.0
@@ -482,16 +471,12 @@ def send_unauthenticated(target: LiveInspector, count: int,
     send()
 
 
-def run_r4(options: typing.Any, log: typing.Callable[[str], None],
-           bus: typing.Callable[[LiveInspector, int,
-                                 typing.Callable[[str], None]],
-                                dict[str, int]] | None = None
+def run_r4(options: typing.Any, log: typing.Callable[[str], None]
            ) -> harness.ScenarioResult:
     """R4 over HTTP: ``options.trials`` (default 10,000) inputs.
 
     Shares: 45 % hypothesis bodies, 45 % schemathesis cases, 10 %
-    unauthenticated requests (and, with ``bus``, a quarter of all to the
-    bus first).
+    unauthenticated requests.
     """
     try:
         import hypothesis  # noqa: F401
@@ -501,12 +486,8 @@ def run_r4(options: typing.Any, log: typing.Callable[[str], None],
             f'R4 needs hypothesis and schemathesis ({exc}); install them '
             f'with "pip install -r test-requirements.txt", or run "tox -e '
             f'bench -- --scenario R4"') from None
-    total = options.trials or R4_INPUTS
-    bus_share = total // 4 if bus is not None else 0
-    http = total - bus_share
-    target = LiveInspector(
-        log, options.transport_url if bus is not None else 'fake://',
-        listen_on_bus=bus is not None).start()
+    http = options.trials or R4_INPUTS
+    target = LiveInspector(log).start()
     tally = Tally()
     extra: dict[str, typing.Any] = {}
     try:
@@ -529,8 +510,6 @@ def run_r4(options: typing.Any, log: typing.Callable[[str], None],
             send_bodies(target, http - tally.counts['sent'], tally, round_)
         log(f'  {tally.counts["sent"]} sent in '
             f'{time.monotonic() - started:.1f} s')
-        if bus is not None:
-            extra['bus'] = bus(target, bus_share, log)
         healthy = target.healthy()
         probe = target.probe()
         alive = target.alive()
@@ -538,10 +517,9 @@ def run_r4(options: typing.Any, log: typing.Callable[[str], None],
     finally:
         target.stop()
     crashes = len(errors) + (0 if alive else 1)
-    crashes += extra.get('bus', {}).get('crashes', 0)
     stuck = 0 if healthy and probe is not None else 1
     counts = tally.counts
-    sent = counts['sent'] + extra.get('bus', {}).get('sent', 0)
+    sent = counts['sent']
     extra.update({
         'server_errors_5xx': counts['server_errors'],
         'crashes': crashes,

@@ -29,10 +29,8 @@ import time
 import typing
 import uuid
 
-import hypothesis
-from hypothesis import strategies as st
-
-from doctor_plugin.bench import hostile
+from doctor_plugin.bench import fuzz
+from doctor_plugin.bench import harness
 from doctor_plugin.bench import reliability
 from doctor_plugin.delivery import store as store_mod
 from doctor_plugin import messaging
@@ -72,6 +70,13 @@ UNDECODABLE = (
 
 def _generated(count: int) -> list[bytes]:
     """``count`` enveloped hostile notifications, from hypothesis."""
+    # Test requirements, which the bench has (tox -e bench) and the
+    # installed commands need not.
+    import hypothesis
+    from hypothesis import strategies as st
+
+    from doctor_plugin.bench import hostile
+
     kinds = st.one_of(
         st.tuples(st.just(reporter_mod.REPORT_EVENT_TYPE),
                   hostile.fuzzed(hostile.doctor_events())),
@@ -161,3 +166,34 @@ def run_bus(options: typing.Any, log: typing.Callable[[str], None]
             log(f'could not clear the dead-letter policy: {exc}')
         chain.stop()
     return figures
+
+
+def bus_ok(figures: dict[str, typing.Any]) -> bool:
+    """Whether the bus half met R4's target: no crash, nothing stuck."""
+    return (figures['bus_inspector_alive']
+            and figures['bus_unexpected_exceptions'] == 0
+            and not figures['bus_stuck'])
+
+
+def run_r4(options: typing.Any, log: typing.Callable[[str], None]
+           ) -> harness.ScenarioResult:
+    """R4: the HTTP half (:mod:`~doctor_plugin.bench.fuzz`), then the bus.
+
+    The bus half needs RabbitMQ (``--transport-url rabbit://...``, the
+    bench's default) and ``rabbitmqctl`` for the dead-letter policy.
+    """
+    result = fuzz.run_r4(options, log)
+    if not options.transport_url.startswith('rabbit'):
+        result.extra['bus'] = 'not run: needs a rabbit:// transport'
+        return result
+    figures = run_bus(options, log)
+    result.extra.update(figures)
+    result.sent += figures['bus_messages_sent']
+    result.received += figures['bus_messages_sent']
+    if not figures['bus_inspector_alive']:
+        result.extra['crashes'] += 1
+    result.extra['crashes'] += figures['bus_unexpected_exceptions']
+    result.extra['stuck'] += int(figures['bus_stuck'])
+    result.met = result.met and bus_ok(figures)
+    result.transport = 'http+rabbit'
+    return result

@@ -14,9 +14,9 @@ import uuid
 import oslo_messaging
 
 from doctor_plugin.bench import detection
-from doctor_plugin.bench import fuzz
 from doctor_plugin.bench import harness
 from doctor_plugin.bench import memory
+from doctor_plugin.bench import poison
 from doctor_plugin.bench import reliability
 from doctor_plugin.controller import fixup
 from doctor_plugin import demo
@@ -393,7 +393,7 @@ SCENARIOS: dict[str, typing.Callable[..., harness.ScenarioResult]] = {
     'R1': reliability.run_r1,
     'R2': reliability.run_r2,
     'R3': reliability.run_r3,
-    'R4': fuzz.run_r4,
+    'R4': poison.run_r4,
 }
 
 #: Names for several scenarios at once (``--scenario reliability``).

@@ -1,12 +1,15 @@
-"""R1–R3 at full size: the broker restarted, the consumer down for 30 s,
-the inspector killed. Run alone (``tox -e reliability``): R1 stops the
-local RabbitMQ for a few seconds, which would fail any other test using
-it at the time.
+"""R1–R4 at full size: the broker restarted, the consumer down for 30 s,
+the inspector killed, and 10,000 hostile HTTP inputs plus 3,140 hostile
+bus messages. Run alone (``tox -e reliability``): R1 stops the local
+RabbitMQ for a few seconds, which would fail any other test using it at
+the time.
 """
 
 import shutil
 import sys
 
+from doctor_plugin.bench import fuzz
+from doctor_plugin.bench import poison
 from doctor_plugin.bench import reliability
 from doctor_plugin.bench import scenarios
 from doctor_plugin.tests.functional import base
@@ -44,3 +47,14 @@ class TestReliability(base.FunctionalTestCase):
     def test_r3_killed_inspector_loses_nothing(self):
         result = self.run_scenario(reliability.run_r3)
         self.assertEqual(reliability.R3_EVENTS, result.received)
+
+    def test_r4_hostile_input_breaks_nothing(self):
+        result = self.run_scenario(poison.run_r4)
+        self.assertGreaterEqual(result.sent, fuzz.R4_INPUTS
+                                + poison.MESSAGES)
+        for figure in ('server_errors_5xx', 'crashes', 'stuck',
+                       'unauthenticated_accepted'):
+            self.assertEqual(0, result.extra[figure], figure)
+        self.assertEqual(0, result.extra['bus_queue_left'])
+        self.assertEqual(poison.VALID_AFTER,
+                         result.extra['bus_valid_through'])
