@@ -179,20 +179,45 @@ class Outbox:
             for p in prepared:
                 notifier.send(p)
             return
+        brought = collections.Counter(lane_key(notifier.url, p.key)
+                                      for p in prepared)
         for head in heads:
-            self.run(head)
+            self.run(head, budget=brought[head.key])
 
-    def run(self, head: store_mod.Delivery) -> None:
+    def run(self, head: store_mod.Delivery,
+            budget: int | None = None) -> None:
         """Make ``head``, then the deliveries queued behind it.
 
         Returns when the lane is empty, or when a delivery failed and
         awaits its retry (which the outbox's threads make).
+
+        :param budget: make at most this many in this thread, and leave
+            the rest of the lane to the outbox's threads: an API request
+            or a bus message whose caller waits must not make the
+            deliveries that others queued behind it
         """
         current: store_mod.Delivery | None = head
+        done = 0
         while current is not None:
             if not self._attempt(current):
                 return
+            done += 1
+            if budget is not None and done >= budget:
+                self._hand_off(current.key)
+                return
             current = self._next(current.key)
+
+    def _hand_off(self, key: str) -> None:
+        """Leave what waits in ``key``'s lane to the outbox's threads."""
+        with self._lock:
+            if not self._lanes.get(key):
+                self._lanes.pop(key, None)
+                return
+        try:
+            self._executor.submit(self._retry, key)
+        except RuntimeError:
+            # Closing: what waits is in the database for the next start.
+            pass
 
     def _next(self, key: str) -> store_mod.Delivery | None:
         with self._lock:

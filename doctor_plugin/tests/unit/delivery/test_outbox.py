@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import io
 import json
+import threading
 import time
 from unittest import mock
 
@@ -113,6 +114,30 @@ class TestRetries(OutboxTestCase):
         time.sleep(0.3)
         self.assertEqual(1, len(receiver.alarms))
         self.assertTrue(self.wait_for(lambda: not self.rows()))
+
+    def test_a_caller_makes_only_its_own_deliveries(self):
+        receiver = consumer.ConsumerServer(port=self.port, delay=0.2)
+        receiver.start()
+        self.addCleanup(receiver.stop)
+        pipe = self.make_pipeline()
+        took = []
+
+        def first():
+            started = time.monotonic()
+            pipe.publish([host_event(0)])
+            took.append(time.monotonic() - started)
+
+        thread = threading.Thread(target=first)
+        thread.start()
+        self.assertTrue(self.wait_for(lambda: pipe.outbox._lanes))
+        # Two more of the same alarm queue behind the first one.
+        pipe.publish([host_event(1)])
+        pipe.publish([host_event(2)])
+        thread.join(5)
+        # The first caller made its own (0.2 s), not the two behind it.
+        self.assertLess(took[0], 0.39)
+        got = receiver.wait_for(3, timeout=5)
+        self.assertEqual([0, 1, 2], [a.trait('seq') for a in got])
 
     def test_alarm_transitions_arrive_in_order_after_an_outage(self):
         alarms = definitions.parse({'alarms': [
