@@ -13,6 +13,7 @@ import datetime
 import enum
 import hashlib
 import hmac
+import math
 import typing
 import uuid
 
@@ -139,7 +140,12 @@ def convert_trait_value(dtype: TraitType, value: typing.Any) -> typing.Any:
             raise ValueError(f'{value!r} is not an integer')
         return int(value)
     if dtype == TraitType.FLOAT:
-        return float(value)
+        number = float(value)
+        if not math.isfinite(number):
+            # "nan" and "inf" are floats to Python, not to JSON, Aodh's
+            # queries or a consumer.
+            raise ValueError(f'{value!r} is not a finite number')
+        return number
     if dtype == TraitType.DATETIME:
         return parse_datetime(value)
     if dtype == TraitType.TEXT:

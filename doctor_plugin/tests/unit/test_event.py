@@ -71,6 +71,12 @@ class TestTraitConversion(base.TestCase):
 
     def test_float(self):
         self.assertEqual(1.5, Trait.of('f', TraitType.FLOAT, '1.5').value)
+
+    def test_float_must_be_finite(self):
+        for value in ('nan', 'NaN', 'inf', '-Infinity', float('nan'),
+                      float('inf')):
+            self.assertRaises(ValueError, Trait.of, 'f', TraitType.FLOAT,
+                              value)
         value = Trait.of('f', TraitType.FLOAT, 2).value
         self.assertEqual(2.0, value)
         self.assertIsInstance(value, float)
