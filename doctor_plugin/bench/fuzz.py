@@ -38,7 +38,6 @@ import secrets
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -154,23 +153,10 @@ webhook_timeout = 2.0
     def start(self) -> LiveInspector:
         self.consumer.start()
         self._log_file = open(self.log_path, 'w')
-        self.proc = subprocess.Popen(
-            [sys.executable, '-c',
-             'import sys; from doctor_plugin.cmd import inspector; '
-             'sys.exit(inspector.main())', '--config-file', self.conf_file],
-            stdout=self._log_file, stderr=subprocess.STDOUT)
-        end = time.monotonic() + 60
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise exceptions.DoctorPluginError(
-                    f'the inspector exited with {self.proc.returncode} at '
-                    f'start: {self.log_tail()}')
-            if self.healthy():
-                self.log(f'inspector up on {self.url} (log {self.log_path})')
-                return self
-            time.sleep(0.1)
-        raise exceptions.DoctorPluginError(
-            f'the inspector did not answer within 60 s: {self.log_tail()}')
+        self.proc = harness.start_inspector(self.conf_file, self.url,
+                                            self._log_file)
+        self.log(f'inspector up on {self.url} (log {self.log_path})')
+        return self
 
     def healthy(self) -> bool:
         try:
@@ -185,10 +171,6 @@ webhook_timeout = 2.0
         """The log's ERROR and CRITICAL lines and traceback starts."""
         with open(self.log_path, errors='replace') as f:
             return [line.rstrip() for line in f if _LOG_ERROR.search(line)]
-
-    def log_tail(self, lines: int = 20) -> str:
-        with open(self.log_path, errors='replace') as f:
-            return ''.join(f.readlines()[-lines:]) or '(empty log)'
 
     def probe(self, timeout: float = PROBE_TIMEOUT) -> float | None:
         """Send a fresh valid report; seconds until the consumer had it.

@@ -29,7 +29,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -38,7 +37,6 @@ import uuid
 
 from oslo_config import cfg
 import oslo_messaging
-import requests
 import yaml
 
 from doctor_plugin.bench import harness
@@ -230,26 +228,8 @@ webhook_timeout = 2.0
         log = open(os.path.join(
             self.dir, f'inspector-{len(self.log_files)}.log'), 'w')
         self.log_files.append(log)
-        self.proc = subprocess.Popen(
-            [sys.executable, '-c',
-             'import sys; from doctor_plugin.cmd import inspector; '
-             'sys.exit(inspector.main())', '--config-file', self.conf_file],
-            stdout=log, stderr=subprocess.STDOUT)
-        end = time.monotonic() + 60
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise exceptions.DoctorPluginError(
-                    f'the inspector exited with {self.proc.returncode}; see '
-                    f'{log.name}')
-            try:
-                if requests.get(f'http://127.0.0.1:{self.port}/healthz',
-                                timeout=1).ok:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.1)
-        raise exceptions.DoctorPluginError(
-            f'the inspector did not answer within 60 s; see {log.name}')
+        self.proc = harness.start_inspector(
+            self.conf_file, f'http://127.0.0.1:{self.port}', log)
 
     def kill_inspector(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
