@@ -62,6 +62,8 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
         ('delivery', doctor_plugin.delivery.OPTS),
         ('listener', doctor_plugin.alarms.listener.OPTS),
         ('heartbeat', doctor_plugin.monitors.heartbeat.OPTS),
+        (doctor_plugin.monitors.reporter.AUTH_GROUP,
+         doctor_plugin.monitors.reporter.list_auth_opts()),
         ('monitor', list(itertools.chain(
             doctor_plugin.monitors.OPTS,
             doctor_plugin.monitors.reporter.OPTS,
@@ -87,6 +89,11 @@ def register_all(conf: cfg.ConfigOpts) -> None:
             # Without the auth plugin's options: keystoneauth1 registers
             # those of the plugin [nova] auth_type names when it loads it.
             doctor_plugin.controller.nova.register_opts(conf)
+            continue
+        if group == doctor_plugin.monitors.reporter.AUTH_GROUP:
+            # Likewise.
+            conf.register_opts(doctor_plugin.monitors.reporter.auth_opts(),
+                               group=group)
             continue
         conf.register_opts(options,
                            group=None if group == 'DEFAULT' else group)

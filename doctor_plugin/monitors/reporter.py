@@ -18,7 +18,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+import typing
 
+from keystoneauth1 import exceptions as ks_exc
+from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 from oslo_log import log as logging
 import oslo_messaging
@@ -42,7 +45,9 @@ OPTS = [
                help="The inspector's [inspector] shared_secret, sent in "
                     "the X-Auth-Token header of every report (the "
                     "inspector's default auth_strategy, shared_secret, "
-                    "refuses reports without it)."),
+                    "refuses reports without it). For an inspector with "
+                    "auth_strategy = keystone, set [monitor_auth] "
+                    "instead: a Keystone token is then sent."),
     cfg.FloatOpt('report_timeout',
                  default=2.0,
                  min=0.01,
@@ -70,6 +75,34 @@ OPTS = [
                     'after the Retry-After it gives (at most 1 s). Other '
                     '4xx answers are not retried.'),
 ]
+
+#: keystoneauth1's options for monitors that authenticate with Keystone
+#: (an inspector with ``auth_strategy = keystone``).
+AUTH_GROUP = 'monitor_auth'
+
+
+def auth_opts() -> list[cfg.Opt]:
+    """``[monitor_auth]``: keystoneauth1's session and common auth options.
+
+    The auth plugin's own options (``password``: ``auth_url``,
+    ``username``, ...) are registered by keystoneauth1 when it loads the
+    plugin ``auth_type`` names.
+    """
+    return (ks_loading.get_session_conf_options()
+            + ks_loading.get_auth_common_conf_options())
+
+
+def list_auth_opts() -> list[cfg.Opt]:
+    """``[monitor_auth]`` for oslo-config-generator, ``password``'s too."""
+    seen: set[str] = set()
+    out = []
+    for opt in auth_opts() + ks_loading.get_auth_plugin_conf_options(
+            'password'):
+        if opt.dest not in seen:
+            seen.add(opt.dest)
+            out.append(opt)
+    return out
+
 
 #: Seconds to wait before the first retry; doubled for each further one.
 RETRY_BACKOFF = 0.05
@@ -102,6 +135,9 @@ class InspectorReporter:
         self._headers = dict(_HEADERS)
         if conf.monitor.inspector_secret:
             self._headers['X-Auth-Token'] = conf.monitor.inspector_secret
+        #: With ``[monitor_auth] auth_type``: a keystoneauth1 session whose
+        #: token (kept and renewed by its plugin) goes in X-Auth-Token.
+        self._keystone = _keystone_session(conf)
         self._timeout = urllib3.Timeout(connect=self.timeout,
                                         read=self.timeout)
         # One connection: calls are serialised anyway.
@@ -145,9 +181,23 @@ class InspectorReporter:
                 time.sleep(max(retry_after, min(
                     RETRY_BACKOFF * 2 ** (attempt - 1), MAX_BACKOFF)))
             started = time.monotonic()
+            headers = self._headers
+            if self._keystone is not None:
+                try:
+                    headers = dict(headers, **{
+                        'X-Auth-Token': self._keystone.get_token()})
+                except ks_exc.ClientException as exc:
+                    last_failure = (f'no Keystone token ({type(exc).__name__}'
+                                    f': {exc}); check [monitor_auth]')
+                    LOG.warning('Attempt %(attempt)d/%(attempts)d to report '
+                                '%(what)s failed: %(error)s',
+                                {'attempt': attempt + 1,
+                                 'attempts': attempts, 'what': what,
+                                 'error': last_failure})
+                    continue
             try:
                 response = self._http.request(
-                    'PUT', url, body=data, headers=self._headers,
+                    'PUT', url, body=data, headers=headers,
                     timeout=self._timeout, redirect=False)
             except (urllib3_exc.HTTPError, OSError) as exc:
                 last_failure = httperrors.describe(exc, self.timeout)
@@ -165,6 +215,12 @@ class InspectorReporter:
                 return
             error = _error_body(response)
             retry_after = _retry_after(response)
+            if response.status == 401 and self._keystone is not None:
+                # Revoked or expired early: the next attempt gets a new
+                # token.
+                self._keystone.invalidate()
+                last_failure = f'HTTP 401: {error}'
+                continue
             if response.status < 500 and response.status != 429:
                 LOG.error('The inspector at %(url)s rejected the report of '
                           '%(what)s: HTTP %(code)d %(error)s',
@@ -187,6 +243,27 @@ class InspectorReporter:
     def close(self) -> None:
         """Close the kept-alive connections to the inspector."""
         self._http.clear()
+
+
+def _keystone_session(conf: cfg.ConfigOpts) -> typing.Any:
+    """The ``[monitor_auth]`` session, or None without an ``auth_type``.
+
+    :raises ConfigurationError: if the auth settings are wrong
+    """
+    conf.register_opts(auth_opts(), group=AUTH_GROUP)
+    if not conf[AUTH_GROUP].auth_type:
+        return None
+    try:
+        auth = ks_loading.load_auth_from_conf_options(conf, AUTH_GROUP)
+    except (ks_exc.NoMatchingPlugin, ks_exc.MissingRequiredOptions,
+            cfg.Error) as exc:
+        raise exceptions.ConfigurationError(
+            f'[{AUTH_GROUP}]', 'auth_type',
+            f'{exc}; set auth_type = password with auth_url, username, '
+            f'password, project_name and the domains of a user with the '
+            f'doctor_monitor role') from None
+    return ks_loading.load_session_from_conf_options(conf, AUTH_GROUP,
+                                                     auth=auth)
 
 
 def _retry_after(response: urllib3.BaseHTTPResponse) -> float:

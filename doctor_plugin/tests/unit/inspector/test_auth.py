@@ -302,6 +302,65 @@ class TestKeystone(AuthTestCase):
         self.assertError(response, 401, 'there is no X-Auth-Token header')
         self.assertEqual([], self.recorder.batches)
 
+    def monitor(self, password=None):
+        """A monitor's reporter with [monitor_auth] for the stand-in."""
+        conf = cfg.ConfigOpts()
+        conf([], project='doctor_plugin', default_config_files=[])
+        conf.register_opts(reporter_mod.OPTS, group='monitor')
+        conf.register_opts(reporter_mod.list_auth_opts(),
+                           group=reporter_mod.AUTH_GROUP)
+        conf.set_override('inspector_url', f'{self.url}/events',
+                          group='monitor')
+        conf.set_override('report_retries', 1, group='monitor')
+        options = self.keystone.authtoken_options()
+        if password is not None:
+            options['password'] = password
+        for name in ('auth_type', 'auth_url', 'username', 'password',
+                     'project_name', 'user_domain_name',
+                     'project_domain_name'):
+            conf.set_override(name, options[name],
+                              group=reporter_mod.AUTH_GROUP)
+        reporter = reporter_mod.InspectorReporter(conf)
+        self.addCleanup(reporter.close)
+        return reporter
+
+    def test_a_monitor_reports_with_a_keystone_token(self):
+        reporter = self.monitor()
+        reporter(monitor_base.FaultReport('compute-1', 'down', 'test',
+                                          1.0, 'ev-1'))
+        reporter(monitor_base.FaultReport('compute-2', 'down', 'test',
+                                          1.0, 'ev-2'))
+        self.assertEqual(2, len(self.recorder.batches))
+        # One token for both reports, which the middleware validated.
+        issued = [c for c in self.keystone.calls
+                  if (c.method, c.path) == ('POST', '/v3/auth/tokens')]
+        self.assertEqual(2, len(issued))  # the middleware's, the monitor's
+
+    def test_a_revoked_monitor_token_is_renewed(self):
+        # An inspector that checks every token with Keystone (no cache).
+        self.set_opts(group='keystone_authtoken', token_cache_time=-1)
+        self.url = self.serve()
+        reporter = self.monitor()
+        reporter(monitor_base.FaultReport('compute-1', 'down', 'test',
+                                          1.0, 'ev-1'))
+        for token in list(self.keystone._tokens):
+            if self.keystone._tokens[token].user_id == 'doctor':
+                self.keystone.revoke(token)
+        reporter(monitor_base.FaultReport('compute-2', 'down', 'test',
+                                          1.0, 'ev-2'))
+        self.assertEqual(2, len(self.recorder.batches))
+
+    def test_a_monitor_with_a_wrong_password_says_so(self):
+        reporter = self.monitor(password='wrong')
+        exc = self.assertRaises(
+            exceptions.DeliveryError, reporter,
+            monitor_base.FaultReport('compute-1', 'down', 'test', 1.0,
+                                     'ev-1'))
+        self.assertIn('no Keystone token', str(exc))
+        self.assertIn('[monitor_auth]', str(exc))
+        self.assertNotIn('wrong', str(exc).replace('went wrong', ''))
+        self.assertEqual([], self.recorder.batches)
+
     def test_identity_headers_from_the_client_are_not_trusted(self):
         response = self.put(self.url, {'X-Identity-Status': 'Confirmed',
                                        'X-Roles': 'admin'})
