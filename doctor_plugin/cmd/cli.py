@@ -297,6 +297,14 @@ def cmd_validate_config(args: argparse.Namespace) -> int:
             checks.append(f'topology {conf.inspector.topology_file}: '
                           f'{len(topo)} instance(s) on '
                           f'{len(topo.hosts)} host(s)')
+        if conf.delivery.durable:
+            store = store_mod.DeliveryStore(conf.delivery.connection)
+            counts = store.counts()
+            store.close()
+            checks.append(
+                f'delivery database {store_mod.redact(store.url)}: '
+                f'{counts.get(store_mod.PENDING, 0)} pending, '
+                f'{counts.get(store_mod.DEAD, 0)} dead-lettered')
         plugins.load_driver(plugins.TRANSFORMERS_NAMESPACE,
                             conf.inspector.api_transformer, conf)
         plugins.load_named(plugins.TRANSFORMERS_NAMESPACE,

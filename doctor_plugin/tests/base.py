@@ -26,8 +26,17 @@ class TestCase(base.BaseTestCase):
         self.conf = cfg.ConfigOpts()
         self.conf([], project='doctor_plugin')
         # Each test its own delivery database (and nothing in /var/lib).
+        self.state_path = self.useFixture(fixtures.TempDir()).path
+        self.use_private_state()
+
+    def use_private_state(self) -> None:
+        """Point ``[DEFAULT] state_path`` at this test's directory again.
+
+        Parsing the configuration again (``self.conf([...])``) drops the
+        overrides; a test that does so calls this after it.
+        """
         delivery.register_opts(self.conf)
-        self.set_opts(state_path=self.useFixture(fixtures.TempDir()).path)
+        self.set_opts(state_path=self.state_path)
         self.timeline = profiler.Timeline()
 
     def require(self, problem: str | None) -> None:

@@ -39,6 +39,7 @@ class TestCLI(base.TestCase):
             f.write(f'[DEFAULT]\n'
                     f'pipeline_cfg_file = {ETC}/pipeline.yaml\n'
                     f'transport_url = fake://\n'
+                    f'state_path = {tmp}\n'
                     f'[inspector]\n'
                     f'topology_file = {ETC}/topology.yaml\n'
                     f'[alarms]\n'
@@ -62,6 +63,22 @@ class TestCLI(base.TestCase):
                       '2.60', out)
         # With the topology from Nova, the static file is not read.
         self.assertNotIn('topology', out)
+
+    def test_validate_opens_the_delivery_database(self):
+        rc, out, err = self.run_cli('validate-config', '--config-file',
+                                    self.write_conf())
+        self.assertEqual(0, rc, out + err)
+        self.assertIn('ok: delivery database sqlite:///', out)
+        self.assertIn('0 pending, 0 dead-lettered', out)
+
+    def test_validate_refuses_a_bad_delivery_database(self):
+        rc, out, err = self.run_cli('validate-config', '--config-file',
+                                    self.write_conf(extra=(
+                                        '[delivery]\nconnection = '
+                                        'nosuch://u:hunter2@h/db\n')))
+        self.assertEqual(2, rc, out + err)
+        self.assertIn('[delivery] connection', err)
+        self.assertNotIn('hunter2', out + err)
 
     def test_validate_reports_an_unreachable_nova(self):
         nova = nova_standin.NovaStandIn().start()

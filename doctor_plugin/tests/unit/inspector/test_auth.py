@@ -259,6 +259,7 @@ class TestKeystone(AuthTestCase):
             for name, value in self.keystone.authtoken_options().items():
                 f.write(f'{name} = {value}\n')
         self.conf(['--config-file', path], project='doctor_plugin')
+        self.use_private_state()
         self.set_opts(group='inspector', auth_strategy='keystone',
                       shared_secret=None)
         self.url = self.serve()

@@ -50,6 +50,7 @@ class TestOpenAPI(base.TestCase):
         self.conf = cfg.ConfigOpts()
         opts.register_all(self.conf)
         self.conf([], project='doctor_plugin', default_config_files=[])
+        self.use_private_state()
         self.addCleanup(messaging.cleanup)
         self.set_opts(transport_url=messaging.FAKE_TRANSPORT_URL)
         self.set_opts(group='inspector', port=0,

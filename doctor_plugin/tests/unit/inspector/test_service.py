@@ -59,6 +59,7 @@ class ServiceTestCase(base.TestCase):
         self.conf = cfg.ConfigOpts()
         opts.register_all(self.conf)
         self.conf([], project='doctor_plugin', default_config_files=[])
+        self.use_private_state()
         messaging.cleanup()
         self.addCleanup(messaging.cleanup)
         self.set_opts(transport_url=messaging.FAKE_TRANSPORT_URL)
