@@ -65,6 +65,10 @@ MAX_LOGGED_TRANSITIONS = 10
 #: Durable actions recorded per transaction: the first webhooks of a
 #: failed rack's thousands go out while the rest are being recorded.
 RECORD_BATCH = 256
+#: The first transaction of a batch is smaller, so that the first
+#: tenants' webhooks do not wait for a hundred others to be encoded and
+#: recorded.
+FIRST_RECORD_BATCH = 16
 
 
 def event_project(ev: event_model.Event) -> str | None:
@@ -238,6 +242,7 @@ class EventAlarmEvaluator:
         #: (notifier, event, notification) of durable actions to record.
         durable: list[tuple[notifier_base.NotifierBase, event_model.Event,
                             notifier_base.AlarmNotification]] = []
+        record_batch = FIRST_RECORD_BATCH
         for ev in events:
             fault_id = ev.trait('monitor_event_id')
             fired, cleared = self._match(ev)
@@ -263,9 +268,10 @@ class EventAlarmEvaluator:
                     notifier = self._notifiers[url]
                     if self.outbox is not None and notifier.durable:
                         durable.append((notifier, ev, notification))
-                        if len(durable) >= RECORD_BATCH:
+                        if len(durable) >= record_batch:
                             self._start_durable(durable, futures)
                             durable = []
+                            record_batch = RECORD_BATCH
                         continue
                     self.activity.begin()
                     futures.append(self._executor.submit(

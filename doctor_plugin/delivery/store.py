@@ -177,8 +177,15 @@ class DeliveryStore:
                 f'cannot be used: {exc}; install the database driver it '
                 f'names (e.g. psycopg2 for postgresql://, PyMySQL for '
                 f'mysql+pymysql://)') from None
+        #: Writers of a SQLite file take turns here: SQLite lets one
+        #: write at a time, and a writer that finds the file locked sleeps
+        #: in its busy handler (1 ms, 2 ms, 5 ms, ...), which the webhooks
+        #: of a fault waited for when the bus and the alarms recorded
+        #: their deliveries at once. A database server needs no turns.
+        self._turns: threading.Lock | None = None
         if parsed.get_backend_name() == 'sqlite':
             sa.event.listen(self.engine, 'connect', _sqlite_pragmas)
+            self._turns = threading.Lock()
         try:
             try:
                 _METADATA.create_all(self.engine)
@@ -240,8 +247,12 @@ class DeliveryStore:
     def _write(self, what: str,
                run: typing.Callable[[sa.Connection], typing.Any]) -> None:
         try:
-            with self.engine.begin() as conn:
-                run(conn)
+            if self._turns is None:
+                with self.engine.begin() as conn:
+                    run(conn)
+            else:
+                with self._turns, self.engine.begin() as conn:
+                    run(conn)
         except sa_exc.SQLAlchemyError as exc:
             raise exceptions.DeliveryError(
                 f'could not {what} in the delivery database '
