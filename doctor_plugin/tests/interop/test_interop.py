@@ -52,6 +52,8 @@ class InteropTestCase(base.FunctionalTestCase):
         opts.register_all(conf)
         conf([], project='doctor_plugin', default_config_files=[])
         conf.set_override('transport_url', base.TRANSPORT_URL)
+        # Its delivery database in the test's directory, not /var/lib.
+        conf.set_override('state_path', self.dir)
         conf.set_override('port', 0, group='inspector')
         conf.set_override('enable_notification_listener', False,
                           group='inspector')
