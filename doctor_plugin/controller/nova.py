@@ -34,6 +34,7 @@ import requests
 
 from doctor_plugin import exceptions
 from doctor_plugin import httpsession
+from doctor_plugin import ksopts
 
 LOG = logging.getLogger(__name__)
 
@@ -99,16 +100,6 @@ SERVICE_UUIDS = (2, 53)
 FORCE_DOWN = (2, 11)
 
 
-def _dedup(opts: typing.Iterable[cfg.Opt]) -> list[cfg.Opt]:
-    seen: set[str] = set()
-    out = []
-    for opt in opts:
-        if opt.dest not in seen:
-            seen.add(opt.dest)
-            out.append(opt)
-    return out
-
-
 def _runtime_opts() -> list[cfg.Opt]:
     """Ours, then keystoneauth1's session, adapter and common auth options.
 
@@ -121,10 +112,10 @@ def _runtime_opts() -> list[cfg.Opt]:
         include_deprecated=False)
     cfg.set_defaults(adapter_opts, service_type='compute',
                      valid_interfaces=['internal', 'public'])
-    return _dedup(OPTS
-                  + ks_loading.get_session_conf_options()
-                  + adapter_opts
-                  + ks_loading.get_auth_common_conf_options())
+    return ksopts.unique(OPTS
+                         + ks_loading.get_session_conf_options()
+                         + adapter_opts
+                         + ks_loading.get_auth_common_conf_options())
 
 
 def list_opts() -> list[cfg.Opt]:
@@ -134,8 +125,7 @@ def list_opts() -> list[cfg.Opt]:
     the one a deployment uses with a service user (another plugin's
     options are documented by keystoneauth1).
     """
-    return _dedup(_runtime_opts()
-                  + ks_loading.get_auth_plugin_conf_options('password'))
+    return ksopts.with_password_plugin(_runtime_opts())
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:

@@ -30,6 +30,7 @@ from urllib3 import exceptions as urllib3_exc
 
 from doctor_plugin import exceptions
 from doctor_plugin import httperrors
+from doctor_plugin import ksopts
 from doctor_plugin.monitors import base
 
 LOG = logging.getLogger(__name__)
@@ -94,14 +95,7 @@ def auth_opts() -> list[cfg.Opt]:
 
 def list_auth_opts() -> list[cfg.Opt]:
     """``[monitor_auth]`` for oslo-config-generator, ``password``'s too."""
-    seen: set[str] = set()
-    out = []
-    for opt in auth_opts() + ks_loading.get_auth_plugin_conf_options(
-            'password'):
-        if opt.dest not in seen:
-            seen.add(opt.dest)
-            out.append(opt)
-    return out
+    return ksopts.with_password_plugin(auth_opts())
 
 
 #: Seconds to wait before the first retry; doubled for each further one.

@@ -1,0 +1,37 @@
+"""keystoneauth1's options, as the groups that authenticate list them.
+
+keystoneauth1 hands out its session, adapter and auth options in lists
+that overlap (``timeout``, ...); oslo.config refuses to register one
+name twice in a group. The ``[nova]`` and ``[monitor_auth]`` groups
+build their lists with these.
+"""
+
+from __future__ import annotations
+
+import typing
+
+from keystoneauth1 import loading as ks_loading
+from oslo_config import cfg
+
+
+def unique(opts: typing.Iterable[cfg.Opt]) -> list[cfg.Opt]:
+    """``opts`` without the later ones of a name already listed."""
+    seen: set[str] = set()
+    out = []
+    for opt in opts:
+        if opt.dest not in seen:
+            seen.add(opt.dest)
+            out.append(opt)
+    return out
+
+
+def with_password_plugin(opts: typing.Iterable[cfg.Opt]) -> list[cfg.Opt]:
+    """A group's options and the ``password`` plugin's, for the generator.
+
+    The plugin's options are registered by keystoneauth1 when it loads
+    the plugin ``auth_type`` names; registering them up front would make
+    its ``auth_url`` required even with ``auth_type = none``. The sample
+    documents the plugin a deployment uses with a service user.
+    """
+    return unique(list(opts)
+                  + ks_loading.get_auth_plugin_conf_options('password'))
