@@ -56,6 +56,11 @@ class Rejects:
             body = json.dumps(payload, default=repr)
         except (TypeError, ValueError):
             body = repr(payload)
+        except RecursionError:
+            # Decoded near the interpreter's limit, it cannot be written
+            # back; raising here would requeue it for ever.
+            body = (f'<{type(payload).__name__} nested too deeply to '
+                    f'keep>')
         try:
             self.outbox.reject(self.source, message_id, event_type, reason,
                                body)

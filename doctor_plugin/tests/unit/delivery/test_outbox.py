@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import io
 import json
+import sys
 import threading
 import time
 from unittest import mock
@@ -395,6 +396,19 @@ class TestListenerAcknowledgement(OutboxTestCase):
         self.assertIn('KeyError', row['reason'])
         self.assertEqual({'x': 1}, json.loads(row['body']))
         self.assertEqual([], self.rows())
+
+    def test_a_payload_too_deep_to_write_back_is_still_kept(self):
+        box = delivery.get_outbox(self.conf)
+        self.addCleanup(delivery.release, box)
+        deep: list = []
+        for _ in range(sys.getrecursionlimit() + 100):
+            deep = [deep]
+        rejects.Rejects(box).reject(
+            {'message_id': 'm-deep', 'event_type': 'doctor.test'}, deep,
+            exceptions.InvalidPayload('', 'nested too deeply'))
+        [row] = box.store.rejected()
+        self.assertEqual('m-deep', row['message_id'])
+        self.assertIn('nested too deeply to keep', row['body'])
 
     def test_events_over_the_limits_are_rejected(self):
         pipe = self.make_pipeline()
