@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import functools
 import hashlib
 import heapq
 import os
@@ -63,8 +64,14 @@ def lane_key(target: str, key: str) -> str:
     A digest, not the URL: a URL can be longer than an index allows and
     may hold credentials.
     """
-    digest = hashlib.sha1(target.encode()).hexdigest()[:16]
-    return f'{key[:700]}@{digest}'
+    return f'{key[:700]}@{_target_digest(target)}'
+
+
+@functools.lru_cache(maxsize=4096)
+def _target_digest(target: str) -> str:
+    # Once per target, not per delivery: a rack's thousands of alarms go
+    # to a few URLs.
+    return hashlib.sha1(target.encode()).hexdigest()[:16]
 
 
 class Outbox:
