@@ -185,16 +185,8 @@ class MessagingNotifier(base.NotifierBase):
 
     def notify(self, events: typing.Sequence[event_model.Event],
                alarm: base.AlarmNotification | None = None) -> None:
-        payload = [event_model.message_from_event(e, self.secret)
-                   for e in events]
-        self._send(self.event_sender, 'sample', 'event', payload,
-                   len(events))
-        if self.notification_sender is None:
-            return
-        for event in events:
-            if self._notifies(event.event_type):
-                self._send(self.notification_sender, 'info',
-                           event.event_type, notification_payload(event), 1)
+        for item in self.prepare(events, alarm):
+            self.send(item)
 
     def prepare(self, events: typing.Sequence[event_model.Event],
                 alarm: base.AlarmNotification | None = None
