@@ -29,22 +29,22 @@ import yaml
 
 from doctor_plugin.alarms import definitions
 from doctor_plugin.alarms import evaluator as evaluator_mod
-from doctor_plugin.alarms import listener as alarm_listener
-from doctor_plugin import childproc
-from doctor_plugin import consumer as consumer_mod
+from doctor_plugin.alarms import notifier as alarms_notifier
+from doctor_plugin.common import messaging
+from doctor_plugin.common import profiler
 from doctor_plugin.controller import fixup
 from doctor_plugin.inspector import auth
 from doctor_plugin.inspector import service as inspector_service
-from doctor_plugin.inspector import topology as topology_mod
-from doctor_plugin import messaging
+from doctor_plugin.listener import service as alarm_listener
 from doctor_plugin.monitors import heartbeat
 from doctor_plugin.monitors import reporter as reporter_mod
-from doctor_plugin.notifiers import alarms as alarms_notifier
 from doctor_plugin import opts
 from doctor_plugin import pipeline as pipeline_mod
-from doctor_plugin import profiler
 from doctor_plugin import service
-from doctor_plugin.standins import nova as nova_standin
+from doctor_plugin.testing import childproc
+from doctor_plugin.testing import consumer as consumer_mod
+from doctor_plugin.testing import nova as nova_standin
+from doctor_plugin.topology import hosts as topology_mod
 
 DEMO_HOST = 'compute-0'
 

@@ -12,7 +12,6 @@ from oslo_config import cfg
 from oslo_messaging import opts as messaging_opts
 
 import doctor_plugin.alarms.evaluator
-import doctor_plugin.alarms.listener
 import doctor_plugin.controller.nova
 import doctor_plugin.delivery
 import doctor_plugin.event
@@ -21,9 +20,9 @@ import doctor_plugin.inspector.auth
 import doctor_plugin.inspector.correlation
 import doctor_plugin.inspector.engine
 import doctor_plugin.inspector.listener
-import doctor_plugin.inspector.nova_topology
 import doctor_plugin.inspector.service
 import doctor_plugin.integrations.aodh
+import doctor_plugin.listener.service
 import doctor_plugin.monitors
 import doctor_plugin.monitors.heartbeat
 import doctor_plugin.monitors.reporter
@@ -32,6 +31,7 @@ import doctor_plugin.notifiers.log
 import doctor_plugin.notifiers.messaging
 import doctor_plugin.notifiers.webhook
 import doctor_plugin.pipeline
+import doctor_plugin.topology.nova
 import doctor_plugin.transformers.alertmanager
 import doctor_plugin.transformers.nova_service
 
@@ -49,7 +49,7 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
             doctor_plugin.inspector.correlation.OPTS,
             doctor_plugin.inspector.engine.OPTS,
             doctor_plugin.inspector.listener.OPTS,
-            doctor_plugin.inspector.nova_topology.OPTS,
+            doctor_plugin.topology.nova.OPTS,
             doctor_plugin.inspector.service.OPTS,
             doctor_plugin.transformers.alertmanager.OPTS,
             doctor_plugin.transformers.nova_service.OPTS))),
@@ -60,7 +60,7 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
             doctor_plugin.notifiers.webhook.OPTS))),
         ('alarms', doctor_plugin.alarms.evaluator.OPTS),
         ('delivery', doctor_plugin.delivery.OPTS),
-        ('listener', doctor_plugin.alarms.listener.OPTS),
+        ('listener', doctor_plugin.listener.service.OPTS),
         ('heartbeat', doctor_plugin.monitors.heartbeat.OPTS),
         (doctor_plugin.monitors.reporter.AUTH_GROUP,
          doctor_plugin.monitors.reporter.list_auth_opts()),

@@ -32,11 +32,11 @@ import typing
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from doctor_plugin.common import plugins
+from doctor_plugin.common import yamlfile
 from doctor_plugin import delivery
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
-from doctor_plugin import plugins
-from doctor_plugin import yamlfile
 
 LOG = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import typing
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from doctor_plugin.common import messaging
 from doctor_plugin import exceptions
-from doctor_plugin import messaging
 from doctor_plugin import opts
 
 LOG = logging.getLogger(__name__)

@@ -36,9 +36,9 @@ import operator
 import typing
 import uuid
 
+from doctor_plugin.common import yamlfile
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
-from doctor_plugin import yamlfile
 
 SEVERITIES = ('low', 'moderate', 'critical')
 STATES = ('insufficient data', 'ok', 'alarm')

@@ -25,15 +25,15 @@ import typing
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from doctor_plugin import activity as activity_mod
 from doctor_plugin.alarms import definitions
 from doctor_plugin.alarms import index as index_mod
+from doctor_plugin.common import activity as activity_mod
+from doctor_plugin.common import plugins
+from doctor_plugin.common import profiler
 from doctor_plugin import delivery
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.notifiers import base as notifier_base
-from doctor_plugin import plugins
-from doctor_plugin import profiler
 
 LOG = logging.getLogger(__name__)
 

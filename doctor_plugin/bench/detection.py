@@ -24,16 +24,16 @@ import typing
 from oslo_config import cfg
 
 from doctor_plugin.bench import harness
-from doctor_plugin import childproc
+from doctor_plugin.common import messaging
+from doctor_plugin.common import profiler
 from doctor_plugin import demo
 from doctor_plugin.inspector import service as inspector_service
-from doctor_plugin.inspector import topology as topology_mod
-from doctor_plugin import messaging
 from doctor_plugin.monitors import heartbeat
 from doctor_plugin.monitors import reporter as reporter_mod
 from doctor_plugin import opts
 from doctor_plugin import pipeline as pipeline_mod
-from doctor_plugin import profiler
+from doctor_plugin.testing import childproc
+from doctor_plugin.topology import hosts as topology_mod
 
 #: Senders in the false-positive run, as the issue asks.
 SOAK_HOSTS = 200

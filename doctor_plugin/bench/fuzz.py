@@ -48,8 +48,8 @@ import requests
 import yaml
 
 from doctor_plugin.bench import harness
-from doctor_plugin import consumer as consumer_mod
 from doctor_plugin import exceptions
+from doctor_plugin.testing import consumer as consumer_mod
 
 #: Inputs of a full R4 run (``--trials`` overrides).
 R4_INPUTS = 10000

@@ -54,8 +54,8 @@ def load_topology(compute_url: str, trace: bool = False
     from oslo_config import cfg
 
     from doctor_plugin.controller import nova
-    from doctor_plugin.inspector import nova_topology
     from doctor_plugin.inspector import service  # noqa: F401
+    from doctor_plugin.topology import nova as nova_topology
 
     gc.collect()
     figures: dict[str, typing.Any] = {
@@ -129,7 +129,7 @@ def cloud(instances: int = INSTANCES, hosts: int = HOSTS,
 def run_b7(options: scenarios.BenchOptions,
            log: typing.Callable[[str], None]) -> harness.ScenarioResult:
     """B7: RSS of an inspector holding 100,000 instances on 5,000 hosts."""
-    from doctor_plugin.standins import nova as nova_standin
+    from doctor_plugin.testing import nova as nova_standin
 
     standin = nova_standin.NovaStandIn().start()
     try:

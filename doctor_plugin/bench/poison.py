@@ -32,8 +32,8 @@ import uuid
 from doctor_plugin.bench import fuzz
 from doctor_plugin.bench import harness
 from doctor_plugin.bench import reliability
+from doctor_plugin.common import messaging
 from doctor_plugin.delivery import store as store_mod
-from doctor_plugin import messaging
 from doctor_plugin.monitors import reporter as reporter_mod
 
 #: Hostile messages per run, and the valid reports after them.

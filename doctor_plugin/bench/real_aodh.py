@@ -19,8 +19,8 @@ import tempfile
 import typing
 import uuid
 
+from doctor_plugin.common import messaging
 from doctor_plugin import exceptions
-from doctor_plugin import messaging
 
 
 #: The process's Aodh database: Aodh's storage layer configures one

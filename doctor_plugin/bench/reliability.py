@@ -40,12 +40,12 @@ import oslo_messaging
 import yaml
 
 from doctor_plugin.bench import harness
-from doctor_plugin import consumer as consumer_mod
+from doctor_plugin.common import messaging
 from doctor_plugin import exceptions
-from doctor_plugin import messaging
 from doctor_plugin.monitors import base as monitor_base
 from doctor_plugin.monitors import reporter as reporter_mod
 from doctor_plugin import opts
+from doctor_plugin.testing import consumer as consumer_mod
 
 TENANTS = 10
 R1_EVENTS = 10000

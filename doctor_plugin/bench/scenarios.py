@@ -18,12 +18,12 @@ from doctor_plugin.bench import harness
 from doctor_plugin.bench import memory
 from doctor_plugin.bench import poison
 from doctor_plugin.bench import reliability
+from doctor_plugin.common import messaging
+from doctor_plugin.common import profiler
 from doctor_plugin.controller import fixup
 from doctor_plugin import demo
-from doctor_plugin import messaging
 from doctor_plugin.monitors import base as monitor_base
 from doctor_plugin.monitors import reporter as reporter_mod
-from doctor_plugin import profiler
 
 DEFAULT_TRANSPORT_URL = 'rabbit://guest:guest@127.0.0.1:5672/'
 
@@ -275,11 +275,11 @@ def run_b6(options: BenchOptions,
     """
     from doctor_plugin.alarms import definitions
     from doctor_plugin.alarms import evaluator as evaluator_mod
-    from doctor_plugin.alarms import listener as alarm_listener
     from doctor_plugin.bench import real_aodh
-    from doctor_plugin import consumer as consumer_mod
     from doctor_plugin import event as event_model
+    from doctor_plugin.listener import service as alarm_listener
     from doctor_plugin import pipeline as pipeline_mod
+    from doctor_plugin.testing import consumer as consumer_mod
 
     vms, project = 100, 'tenant-b6'
     trials = options.trials or 10

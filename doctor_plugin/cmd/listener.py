@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from doctor_plugin.alarms import listener as alarm_listener
 from doctor_plugin import exceptions
+from doctor_plugin.listener import service as alarm_listener
 from doctor_plugin import service
 
 PROG = 'doctor-plugin-listener'

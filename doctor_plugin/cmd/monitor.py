@@ -15,10 +15,10 @@ import types
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from doctor_plugin.common import plugins
 from doctor_plugin import exceptions
 from doctor_plugin.monitors import reporter as reporter_mod
 from doctor_plugin import opts
-from doctor_plugin import plugins
 
 LOG = logging.getLogger(__name__)
 

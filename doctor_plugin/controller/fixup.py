@@ -28,11 +28,11 @@ import uuid
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from doctor_plugin.common import profiler
 from doctor_plugin.controller import nova
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
-from doctor_plugin.inspector import topology
-from doctor_plugin import profiler
+from doctor_plugin.topology import hosts as topology
 
 LOG = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ class NovaController:
 
         :param wait_idle: waits (at most the seconds it is given) until
             the notification work of the process is idle, e.g.
-            :meth:`doctor_plugin.activity.Activity.wait_idle`; a
+            :meth:`doctor_plugin.common.activity.Activity.wait_idle`; a
             call is held back :data:`MAX_YIELD` seconds at most
         """
         self._wait_idle = wait_idle

@@ -32,9 +32,9 @@ from oslo_config import cfg
 from oslo_log import log as logging
 import requests
 
+from doctor_plugin.common import httpsession
+from doctor_plugin.common import ksopts
 from doctor_plugin import exceptions
-from doctor_plugin import httpsession
-from doctor_plugin import ksopts
 
 LOG = logging.getLogger(__name__)
 

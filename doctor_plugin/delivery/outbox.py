@@ -36,11 +36,11 @@ import typing
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from doctor_plugin.common import plugins
 from doctor_plugin import delivery
 from doctor_plugin.delivery import store as store_mod
 from doctor_plugin import exceptions
 from doctor_plugin.notifiers import base as notifier_base
-from doctor_plugin import plugins
 
 LOG = logging.getLogger(__name__)
 

@@ -23,14 +23,14 @@ import uuid
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from doctor_plugin import activity as activity_mod
+from doctor_plugin.common import activity as activity_mod
+from doctor_plugin.common import plugins
+from doctor_plugin.common import profiler
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.inspector import correlation
-from doctor_plugin.inspector import topology as topology_mod
 from doctor_plugin import pipeline as pipeline_mod
-from doctor_plugin import plugins
-from doctor_plugin import profiler
+from doctor_plugin.topology import hosts as topology_mod
 
 LOG = logging.getLogger(__name__)
 

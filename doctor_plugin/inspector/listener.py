@@ -15,12 +15,12 @@ from oslo_config import cfg
 from oslo_log import log as logging
 import oslo_messaging
 
+from doctor_plugin.common import messaging
 from doctor_plugin import delivery
 from doctor_plugin.delivery import rejects as rejects_mod
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.inspector import engine
-from doctor_plugin import messaging
 from doctor_plugin.transformers import base as transformer_base
 
 LOG = logging.getLogger(__name__)

@@ -5,17 +5,17 @@ from __future__ import annotations
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from doctor_plugin.common import messaging
+from doctor_plugin.common import plugins
+from doctor_plugin.common import profiler
 from doctor_plugin.controller import fixup
 from doctor_plugin.controller import nova
 from doctor_plugin.inspector import api
 from doctor_plugin.inspector import engine
 from doctor_plugin.inspector import listener
-from doctor_plugin.inspector import nova_topology
-from doctor_plugin.inspector import topology as topology_mod
-from doctor_plugin import messaging
 from doctor_plugin import pipeline as pipeline_mod
-from doctor_plugin import plugins
-from doctor_plugin import profiler
+from doctor_plugin.topology import hosts as topology_mod
+from doctor_plugin.topology import nova as nova_topology
 
 LOG = logging.getLogger(__name__)
 

@@ -39,9 +39,9 @@ import uuid
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from doctor_plugin.common import profiler
 from doctor_plugin import exceptions
 from doctor_plugin.monitors import base
-from doctor_plugin import profiler
 
 LOG = logging.getLogger(__name__)
 

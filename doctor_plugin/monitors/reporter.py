@@ -28,9 +28,9 @@ import oslo_messaging
 import urllib3
 from urllib3 import exceptions as urllib3_exc
 
+from doctor_plugin.common import httperrors
+from doctor_plugin.common import ksopts
 from doctor_plugin import exceptions
-from doctor_plugin import httperrors
-from doctor_plugin import ksopts
 from doctor_plugin.monitors import base
 
 LOG = logging.getLogger(__name__)
@@ -295,7 +295,7 @@ class BusReporter:
     """
 
     def __init__(self, conf: cfg.ConfigOpts) -> None:
-        from doctor_plugin import messaging
+        from doctor_plugin.common import messaging
 
         conf.register_opts(OPTS, group='monitor')
         self.topic = conf.monitor.notification_topic

@@ -27,9 +27,9 @@ import time
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from doctor_plugin.common import profiler
 from doctor_plugin import exceptions
 from doctor_plugin.monitors import base
-from doctor_plugin import profiler
 
 LOG = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ class TCPMonitor(base.MonitorBase):
     :param hosts: hosts to watch as ``{hostname: (address, port)}``;
         replaces ``[monitor] hosts`` when given
     :param timeline: where detection (T01) is marked; the process-wide
-        :data:`doctor_plugin.profiler.TIMELINE` by default
+        :data:`doctor_plugin.common.profiler.TIMELINE` by default
     :raises ConfigurationError: if a host entry is malformed or
         unresolvable, or there is no host to watch
     """

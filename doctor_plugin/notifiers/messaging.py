@@ -35,9 +35,9 @@ import oslo_messaging
 from oslo_serialization import jsonutils
 from oslo_utils import timeutils
 
+from doctor_plugin.common import messaging
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
-from doctor_plugin import messaging
 from doctor_plugin.notifiers import base
 
 LOG = logging.getLogger(__name__)

@@ -34,9 +34,9 @@ import urllib3
 from urllib3 import exceptions as urllib3_exc
 from urllib3.util import retry as urllib3_retry
 
+from doctor_plugin.common import httperrors
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
-from doctor_plugin import httperrors
 from doctor_plugin.notifiers import base
 from doctor_plugin import signing
 
@@ -471,7 +471,7 @@ class WebhookNotifier(base.NotifierBase):
         consumer may have acted on it.
 
         :raises urllib3.exceptions.HTTPError: the failure, in urllib3's
-            types, which :mod:`doctor_plugin.httperrors` describes
+            types, which :mod:`doctor_plugin.common.httperrors` describes
         """
         attempt = 0
         while True:

@@ -7,8 +7,8 @@ import fixtures
 from oslo_config import cfg
 from oslotest import base
 
+from doctor_plugin.common import profiler
 from doctor_plugin import delivery
-from doctor_plugin import profiler
 
 
 def closed_port() -> int:

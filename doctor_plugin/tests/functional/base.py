@@ -10,7 +10,7 @@ import socket
 from urllib import parse as urlparse
 import uuid
 
-from doctor_plugin import messaging
+from doctor_plugin.common import messaging
 from doctor_plugin.tests import base
 
 TRANSPORT_URL = os.environ.get('DOCTOR_PLUGIN_TEST_TRANSPORT_URL',

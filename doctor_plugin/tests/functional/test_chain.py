@@ -9,8 +9,8 @@ import oslo_messaging
 import requests
 
 from doctor_plugin.cmd import cli
+from doctor_plugin.common import messaging
 from doctor_plugin import demo
-from doctor_plugin import messaging
 from doctor_plugin.monitors import base as monitor_base
 from doctor_plugin.tests.functional import base
 

@@ -13,12 +13,12 @@ import uuid
 
 import sqlalchemy as sa
 
-from doctor_plugin import consumer
 from doctor_plugin import delivery
 from doctor_plugin.delivery import store as store_mod
 from doctor_plugin import event as event_model
 from doctor_plugin.notifiers import webhook
 from doctor_plugin import pipeline
+from doctor_plugin.testing import consumer
 from doctor_plugin.tests import base
 
 DATABASE_URL = os.environ.get(

@@ -10,11 +10,11 @@ import concurrent.futures
 import threading
 import time
 
+from doctor_plugin.common import messaging
+from doctor_plugin.common import profiler
 from doctor_plugin import demo
-from doctor_plugin import messaging
 from doctor_plugin.monitors import base as monitor_base
 from doctor_plugin.monitors import reporter as reporter_mod
-from doctor_plugin import profiler
 from doctor_plugin.tests.functional import base
 
 #: Seconds for every tenant's alarm (Doctor's target is one second).

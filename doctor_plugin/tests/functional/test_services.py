@@ -12,9 +12,9 @@ import fixtures
 import requests
 import yaml
 
-from doctor_plugin import consumer as consumer_mod
-from doctor_plugin import messaging
+from doctor_plugin.common import messaging
 from doctor_plugin.monitors import base as monitor_base
+from doctor_plugin.testing import consumer as consumer_mod
 from doctor_plugin.tests.functional import base
 
 

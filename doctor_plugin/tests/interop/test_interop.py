@@ -16,18 +16,18 @@ from oslo_config import cfg
 import yaml
 
 from doctor_plugin.bench import real_aodh
-from doctor_plugin import consumer
+from doctor_plugin.common import messaging
 from doctor_plugin import demo
 from doctor_plugin.inspector import service as inspector_service
-from doctor_plugin.inspector import topology
 from doctor_plugin.integrations import aodh as aodh_integration
-from doctor_plugin import messaging
 from doctor_plugin.monitors import base as monitor_base
 from doctor_plugin.monitors import reporter as reporter_mod
 from doctor_plugin import opts
 from doctor_plugin import pipeline as pipeline_mod
+from doctor_plugin.testing import consumer
 from doctor_plugin.tests import alarm_files
 from doctor_plugin.tests.functional import base
+from doctor_plugin.topology import hosts as topology
 
 TIMEOUT = 30
 

@@ -4,8 +4,8 @@ import re
 
 import fixtures
 
+from doctor_plugin.common import messaging
 from doctor_plugin import demo
-from doctor_plugin import messaging
 from doctor_plugin.tests import base
 
 

@@ -6,11 +6,11 @@ import socket
 
 import fixtures
 
-from doctor_plugin import consumer
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.notifiers import webhook
 from doctor_plugin import pipeline
+from doctor_plugin.testing import consumer
 from doctor_plugin.tests import base
 from doctor_plugin.tests import notifications
 

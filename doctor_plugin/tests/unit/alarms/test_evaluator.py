@@ -14,14 +14,14 @@ from unittest import mock
 import fixtures
 import yaml
 
-from doctor_plugin import activity
 from doctor_plugin.alarms import definitions
 from doctor_plugin.alarms import evaluator
 from doctor_plugin.alarms import index
-from doctor_plugin import consumer
+from doctor_plugin.common import activity
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.notifiers import webhook
+from doctor_plugin.testing import consumer
 from doctor_plugin.tests import base
 
 DETECTED = datetime.datetime(2017, 4, 22, 12, 0, 0)

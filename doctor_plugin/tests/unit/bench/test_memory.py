@@ -3,7 +3,7 @@
 import collections
 
 from doctor_plugin.bench import memory
-from doctor_plugin.standins import nova as nova_standin
+from doctor_plugin.testing import nova as nova_standin
 from doctor_plugin.tests import base
 
 

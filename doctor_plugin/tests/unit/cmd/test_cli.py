@@ -8,8 +8,8 @@ import fixtures
 import yaml
 
 from doctor_plugin.cmd import cli
-from doctor_plugin import messaging
-from doctor_plugin.standins import nova as nova_standin
+from doctor_plugin.common import messaging
+from doctor_plugin.testing import nova as nova_standin
 from doctor_plugin.tests import base
 
 ETC = os.path.join(os.path.dirname(__file__), '..', '..', '..', '..', 'etc',

@@ -4,13 +4,13 @@ import concurrent.futures
 import time
 import uuid
 
-from doctor_plugin import activity
+from doctor_plugin.common import activity
 from doctor_plugin.controller import fixup
 from doctor_plugin.controller import nova
 from doctor_plugin import event as event_model
-from doctor_plugin.inspector import topology
 from doctor_plugin.tests import base
 from doctor_plugin.tests.unit.controller import test_nova
+from doctor_plugin.topology import hosts as topology
 
 HOST = 'compute-1'
 #: Generous bound for a fix-up that should be quick; tests end sooner.

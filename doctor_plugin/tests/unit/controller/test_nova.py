@@ -1,6 +1,6 @@
 """Tests of the Nova client against a real Nova API stand-in.
 
-Every request goes over loopback HTTP to ``doctor_plugin.standins.nova``
+Every request goes over loopback HTTP to ``doctor_plugin.testing.nova``
 through keystoneauth1, exactly as in a deployment: microversion
 negotiation, retries, timeouts and auth failures are the real ones.
 """
@@ -14,7 +14,7 @@ from oslo_config import cfg
 from doctor_plugin.controller import nova
 from doctor_plugin import exceptions
 from doctor_plugin import opts
-from doctor_plugin.standins import nova as nova_standin
+from doctor_plugin.testing import nova as nova_standin
 from doctor_plugin.tests import base
 
 HOST = 'compute-1'

@@ -21,7 +21,6 @@ import sqlalchemy as sa
 from doctor_plugin.alarms import definitions
 from doctor_plugin.alarms import evaluator
 from doctor_plugin.cmd import cli
-from doctor_plugin import consumer
 from doctor_plugin import delivery
 from doctor_plugin.delivery import rejects
 from doctor_plugin.delivery import store as store_mod
@@ -33,6 +32,7 @@ from doctor_plugin.notifiers import messaging as messaging_notifier
 from doctor_plugin.notifiers import webhook
 from doctor_plugin import opts
 from doctor_plugin import pipeline
+from doctor_plugin.testing import consumer
 from doctor_plugin.tests import base
 
 

@@ -7,16 +7,16 @@ import socket
 import requests
 import webob
 
-from doctor_plugin import consumer
+from doctor_plugin.common import plugins
 from doctor_plugin import demo
 from doctor_plugin.inspector import api
 from doctor_plugin.inspector import engine
-from doctor_plugin.inspector import topology
 from doctor_plugin.notifiers import webhook
 from doctor_plugin import pipeline
-from doctor_plugin import plugins
+from doctor_plugin.testing import consumer
 from doctor_plugin.tests import base
 from doctor_plugin.tests import notifications
+from doctor_plugin.topology import hosts as topology
 from doctor_plugin.transformers import doctor
 
 

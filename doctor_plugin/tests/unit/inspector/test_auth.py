@@ -21,7 +21,7 @@ from doctor_plugin.inspector import auth
 from doctor_plugin.monitors import base as monitor_base
 from doctor_plugin.monitors import reporter as reporter_mod
 from doctor_plugin import policies
-from doctor_plugin.standins import keystone as keystone_standin
+from doctor_plugin.testing import keystone as keystone_standin
 from doctor_plugin.tests.unit.inspector import test_api
 
 TIMEOUT = 10

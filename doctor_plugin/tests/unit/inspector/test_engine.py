@@ -7,17 +7,17 @@ import threading
 
 import fixtures
 
-from doctor_plugin import activity
-from doctor_plugin import consumer
+from doctor_plugin.common import activity
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.inspector import correlation
 from doctor_plugin.inspector import engine
-from doctor_plugin.inspector import topology
 from doctor_plugin.notifiers import webhook
 from doctor_plugin import pipeline
+from doctor_plugin.testing import consumer
 from doctor_plugin.tests import base
 from doctor_plugin.tests import notifications
+from doctor_plugin.topology import hosts as topology
 
 Instance = topology.Instance
 TEXT = event_model.TraitType.TEXT

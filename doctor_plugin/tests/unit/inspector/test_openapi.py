@@ -7,9 +7,9 @@ from schemathesis.specs.openapi import definitions
 import webob
 import yaml
 
+from doctor_plugin.common import messaging
 from doctor_plugin import demo
 from doctor_plugin.inspector import service as inspector_service
-from doctor_plugin import messaging
 from doctor_plugin import opts
 from doctor_plugin import pipeline as pipeline_mod
 from doctor_plugin.tests import base

@@ -14,16 +14,16 @@ import fixtures
 from oslo_config import cfg
 import requests
 
+from doctor_plugin.common import messaging
 from doctor_plugin import demo
 from doctor_plugin import exceptions
 from doctor_plugin.inspector import service as inspector_service
-from doctor_plugin.inspector import topology as topology_mod
-from doctor_plugin import messaging
 from doctor_plugin import opts
 from doctor_plugin import pipeline as pipeline_mod
-from doctor_plugin.standins import nova as nova_standin
+from doctor_plugin.testing import nova as nova_standin
 from doctor_plugin.tests import base
 from doctor_plugin.tests import notifications
+from doctor_plugin.topology import hosts as topology_mod
 
 #: Bound on every HTTP call and wait of these tests, in seconds.
 TIMEOUT = 10

@@ -15,19 +15,19 @@ import fixtures
 from oslo_config import cfg
 import requests
 
-from doctor_plugin import consumer
+from doctor_plugin.common import plugins
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.inspector import service as inspector_service
-from doctor_plugin.inspector import topology
 from doctor_plugin.integrations import aodh
 from doctor_plugin.integrations import ceilometer
 from doctor_plugin import pipeline as pipeline_mod
-from doctor_plugin import plugins
+from doctor_plugin.testing import consumer
 from doctor_plugin.tests import alarm_files
 from doctor_plugin.tests.unit.inspector import test_service
 from doctor_plugin.tests.unit.transformers import test_alertmanager
 from doctor_plugin.tests.unit.transformers import test_libvirt
+from doctor_plugin.topology import hosts as topology
 
 TIMEOUT = 10
 

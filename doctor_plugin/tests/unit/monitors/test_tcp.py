@@ -11,10 +11,10 @@ import threading
 import time
 import typing
 
+from doctor_plugin.common import plugins
 from doctor_plugin import exceptions
 from doctor_plugin.monitors import base
 from doctor_plugin.monitors import tcp
-from doctor_plugin import plugins
 from doctor_plugin.tests import base as test_base
 
 INTERVAL = 0.02

@@ -5,11 +5,11 @@ import logging
 
 import fixtures
 
+from doctor_plugin.common import plugins
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.notifiers import base as notifier_base
 from doctor_plugin.notifiers import log as log_notifier
-from doctor_plugin import plugins
 from doctor_plugin.tests import base
 
 GENERATED = datetime.datetime(2024, 5, 1, 12, 0, 0, 250000)

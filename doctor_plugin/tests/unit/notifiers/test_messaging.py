@@ -14,12 +14,12 @@ import fixtures
 import oslo_messaging
 from oslo_messaging import conffixture
 
+from doctor_plugin.common import messaging
+from doctor_plugin.common import plugins
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
-from doctor_plugin import messaging
 from doctor_plugin.notifiers import base as notifier_base
 from doctor_plugin.notifiers import messaging as messaging_notifier
-from doctor_plugin import plugins
 from doctor_plugin.tests import base
 from doctor_plugin.tests import notifications
 

@@ -21,12 +21,12 @@ import uuid
 
 import fixtures
 
-from doctor_plugin import consumer
+from doctor_plugin.common import plugins
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.notifiers import base as notifier_base
 from doctor_plugin.notifiers import webhook
-from doctor_plugin import plugins
+from doctor_plugin.testing import consumer
 from doctor_plugin.tests import base
 
 WAIT = 2.0

@@ -7,9 +7,9 @@ import uuid
 
 import fixtures
 
+from doctor_plugin.common import plugins
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
-from doctor_plugin import plugins
 from doctor_plugin.tests import base
 from doctor_plugin.transformers import doctor
 

@@ -13,9 +13,9 @@ import hypothesis
 from hypothesis import strategies as st
 
 from doctor_plugin.bench import hostile
+from doctor_plugin.common import plugins
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
-from doctor_plugin import plugins
 from doctor_plugin.tests import base
 from doctor_plugin.transformers import doctor
 

@@ -1,4 +1,4 @@
-"""Tests for doctor_plugin.inspector.nova_topology."""
+"""Tests for doctor_plugin.topology.nova."""
 
 import copy
 import threading
@@ -7,14 +7,14 @@ import time
 import fixtures
 import oslo_messaging
 
+from doctor_plugin.common import messaging
 from doctor_plugin.controller import nova as nova_client
 from doctor_plugin import exceptions
-from doctor_plugin.inspector import nova_topology
-from doctor_plugin.inspector import topology
-from doctor_plugin import messaging
 from doctor_plugin import opts
-from doctor_plugin.standins import nova as nova_standin
+from doctor_plugin.testing import nova as nova_standin
 from doctor_plugin.tests import base
+from doctor_plugin.topology import hosts as topology
+from doctor_plugin.topology import nova as nova_topology
 
 T0 = '2024-05-01T10:00:00Z'
 T1 = '2024-05-01T10:00:01Z'
@@ -119,7 +119,7 @@ class SyncTestCase(base.TestCase):
             self.conf, self.source, clock=lambda: self.now)
         self.topology = self.sync.topology
         self.logger = self.useFixture(fixtures.FakeLogger(
-            name='doctor_plugin.inspector.nova_topology'))
+            name='doctor_plugin.topology.nova'))
 
     def notify(self, event_type='instance.update', body=None, metadata=None,
                priority='info', **kwargs):
@@ -559,7 +559,7 @@ class TestWithNova(base.TestCase):
         self.set_opts(group='nova', retries=0)
         self.nova.stop()
         logger = self.useFixture(fixtures.FakeLogger(
-            name='doctor_plugin.inspector.nova_topology'))
+            name='doctor_plugin.topology.nova'))
         self.sync.start()
         self.assertEqual(0, len(self.sync.topology))
         self.assertIn('Could not load the instances from Nova',

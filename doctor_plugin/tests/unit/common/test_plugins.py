@@ -1,8 +1,8 @@
-"""Tests for doctor_plugin.plugins."""
+"""Tests for doctor_plugin.common.plugins."""
 
+from doctor_plugin.common import plugins
 from doctor_plugin import exceptions
 from doctor_plugin.notifiers import log as log_notifier
-from doctor_plugin import plugins
 from doctor_plugin.tests import base
 from doctor_plugin.transformers import doctor
 

@@ -1,11 +1,11 @@
-"""Tests for doctor_plugin.httperrors."""
+"""Tests for doctor_plugin.common.httperrors."""
 
 import socket
 
 import urllib3
 from urllib3 import exceptions as urllib3_exc
 
-from doctor_plugin import httperrors
+from doctor_plugin.common import httperrors
 from doctor_plugin.tests import base
 
 

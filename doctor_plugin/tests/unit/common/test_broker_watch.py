@@ -4,7 +4,7 @@ import socket
 import threading
 import time
 
-from doctor_plugin import messaging
+from doctor_plugin.common import messaging
 from doctor_plugin.tests import base
 
 

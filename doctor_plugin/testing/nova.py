@@ -14,7 +14,7 @@ would have nova-api. It keeps every request it answered (:attr:`calls`)
 and can misbehave on demand: added latency, injected errors, and the
 outages a client sees when nova-api dies (:meth:`NovaStandIn.go_down`).
 
-Run it alone with ``python -m doctor_plugin.standins.nova``.
+Run it alone with ``python -m doctor_plugin.testing.nova``.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ from oslo_config import cfg
 from oslo_log import log as logging
 import oslo_messaging
 
-from doctor_plugin import childproc
-from doctor_plugin import messaging
+from doctor_plugin.common import messaging
+from doctor_plugin.testing import childproc
 
 LOG = logging.getLogger(__name__)
 
@@ -1136,7 +1136,7 @@ class NovaStandInProcess:
 
     :param servers: ``(id, project_id, host, name)`` of every server
     :param idle: run it on the CPU nothing else wants (see
-        :class:`doctor_plugin.childproc.ChildServer`)
+        :class:`doctor_plugin.testing.childproc.ChildServer`)
     """
 
     def __init__(self, servers: typing.Iterable[tuple[str, str, str, str]],
@@ -1155,7 +1155,7 @@ class NovaStandInProcess:
         with open(path, 'w', encoding='utf-8') as f:
             json.dump(self._servers, f)
         self._child = childproc.ChildServer(
-            'doctor_plugin.standins.nova',
+            'doctor_plugin.testing.nova',
             ['--servers-file', path, '--max-version', self._max_version],
             what='the Nova stand-in process', idle=self._idle)
         try:
@@ -1193,7 +1193,7 @@ def _load_servers(path: str) -> list[tuple[str, str, str, str]]:
 def main(argv: list[str] | None = None) -> None:
     """Serve a Nova stand-in until SIGINT or SIGTERM."""
     parser = argparse.ArgumentParser(
-        prog='python -m doctor_plugin.standins.nova',
+        prog='python -m doctor_plugin.testing.nova',
         description='A local stand-in for Nova\'s compute API.')
     parser.add_argument('--host', default='127.0.0.1')
     parser.add_argument('--port', type=int, default=0,

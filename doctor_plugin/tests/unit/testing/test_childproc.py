@@ -1,4 +1,4 @@
-"""Tests for doctor_plugin.childproc and the servers run through it.
+"""Tests for doctor_plugin.testing.childproc and the servers run through it.
 
 The children are real interpreters (``python -m ...``) on loopback: the
 consumer, the Nova stand-in, and a few tiny modules written for a test
@@ -13,11 +13,11 @@ import time
 import fixtures
 import requests
 
-from doctor_plugin import childproc
-from doctor_plugin import consumer
-from doctor_plugin.standins import nova as nova_standin
+from doctor_plugin.testing import childproc
+from doctor_plugin.testing import consumer
+from doctor_plugin.testing import nova as nova_standin
 from doctor_plugin.tests import base
-from doctor_plugin.tests.unit import test_consumer
+from doctor_plugin.tests.unit.testing import test_consumer
 
 #: Bound on every HTTP call and wait of these tests, in seconds.
 TIMEOUT = 10
@@ -90,7 +90,7 @@ class TestChildServer(ChildTestCase):
                 p for p in (path, os.environ.get('PYTHONPATH')) if p)))
 
     def test_start_returns_the_announced_json(self):
-        server = self.child('doctor_plugin.consumer')
+        server = self.child('doctor_plugin.testing.consumer')
         ready = server.start()
         self.assertEqual({'url'}, set(ready))
         self.assertEqual(ready, server.ready)
@@ -175,7 +175,7 @@ class TestChildServer(ChildTestCase):
         self.assertTrue(process_gone(pid))
 
     def test_stop_ends_a_running_child(self):
-        server = self.child('doctor_plugin.consumer')
+        server = self.child('doctor_plugin.testing.consumer')
         server.start()
         proc = server.proc
         self.assertIsNone(proc.poll())
@@ -187,7 +187,7 @@ class TestChildServer(ChildTestCase):
         self.assertTrue(process_gone(proc.pid))
 
     def test_stop_twice_and_before_start_are_harmless(self):
-        server = self.child('doctor_plugin.consumer')
+        server = self.child('doctor_plugin.testing.consumer')
         server.stop()
         server.terminate()
         server.start()

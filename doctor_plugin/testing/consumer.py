@@ -20,8 +20,8 @@ import threading
 import time
 import typing
 
-from doctor_plugin import childproc
 from doctor_plugin import signing
+from doctor_plugin.testing import childproc
 
 #: A webhook body larger than this is refused (413).
 MAX_BODY_BYTES = 1024 * 1024
@@ -381,7 +381,7 @@ class ConsumerProcess(AlarmLog):
     def __init__(self, on_alarm: typing.Callable[[ReceivedAlarm], None]
                  | None = None) -> None:
         super().__init__(on_alarm)
-        self._child = childproc.ChildServer('doctor_plugin.consumer',
+        self._child = childproc.ChildServer('doctor_plugin.testing.consumer',
                                             what='the consumer process')
         self._reader: threading.Thread | None = None
         self.url = ''

@@ -32,10 +32,10 @@ from oslo_config import cfg
 from oslo_log import log as logging
 import oslo_messaging
 
+from doctor_plugin.common import messaging
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
-from doctor_plugin.inspector import topology as topology_mod
-from doctor_plugin import messaging
+from doctor_plugin.topology import hosts as topology_mod
 
 LOG = logging.getLogger(__name__)
 

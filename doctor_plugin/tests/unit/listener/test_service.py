@@ -1,4 +1,4 @@
-"""Tests for doctor_plugin.alarms.listener."""
+"""Tests for doctor_plugin.listener.service."""
 
 import os
 
@@ -6,13 +6,13 @@ import fixtures
 
 from doctor_plugin.alarms import definitions
 from doctor_plugin.alarms import evaluator
-from doctor_plugin.alarms import listener
-from doctor_plugin import consumer
+from doctor_plugin.common import messaging
+from doctor_plugin.common import plugins
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
-from doctor_plugin import messaging
+from doctor_plugin.listener import service as listener
 from doctor_plugin import opts
-from doctor_plugin import plugins
+from doctor_plugin.testing import consumer
 from doctor_plugin.tests import base
 
 

@@ -7,17 +7,17 @@ import fixtures
 import yaml
 
 from doctor_plugin.alarms import evaluator
-from doctor_plugin import consumer
+from doctor_plugin.alarms import notifier as alarms
+from doctor_plugin.common import plugins
+from doctor_plugin.common import profiler
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.inspector import engine
-from doctor_plugin.inspector import topology
-from doctor_plugin.notifiers import alarms
 from doctor_plugin.notifiers import webhook
 from doctor_plugin import pipeline
-from doctor_plugin import plugins
-from doctor_plugin import profiler
+from doctor_plugin.testing import consumer
 from doctor_plugin.tests import base
+from doctor_plugin.topology import hosts as topology
 
 
 class AlarmsNotifierTestCase(base.TestCase):

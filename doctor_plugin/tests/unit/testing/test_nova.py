@@ -1,4 +1,4 @@
-"""Tests for doctor_plugin.standins.nova: real HTTP over loopback."""
+"""Tests for doctor_plugin.testing.nova: real HTTP over loopback."""
 
 import json
 import socket
@@ -13,8 +13,8 @@ from keystoneauth1 import session as ks_session
 from keystoneauth1 import token_endpoint
 import requests
 
-from doctor_plugin import messaging
-from doctor_plugin.standins import nova
+from doctor_plugin.common import messaging
+from doctor_plugin.testing import nova
 from doctor_plugin.tests import base
 from doctor_plugin.tests import notifications
 from doctor_plugin.transformers import nova_service

@@ -1,4 +1,4 @@
-"""Tests for doctor_plugin.inspector.topology."""
+"""Tests for doctor_plugin.topology.hosts."""
 
 import os
 import sys
@@ -7,8 +7,8 @@ import threading
 import fixtures
 
 from doctor_plugin import exceptions
-from doctor_plugin.inspector import topology
 from doctor_plugin.tests import base
+from doctor_plugin.topology import hosts as topology
 
 Instance = topology.Instance
 

@@ -1,4 +1,4 @@
-"""Tests for doctor_plugin.consumer."""
+"""Tests for doctor_plugin.testing.consumer."""
 
 import http.client
 import json
@@ -7,7 +7,7 @@ import time
 
 import requests
 
-from doctor_plugin import consumer
+from doctor_plugin.testing import consumer
 from doctor_plugin.tests import base
 
 

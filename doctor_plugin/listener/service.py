@@ -15,10 +15,10 @@ from oslo_log import log as logging
 import oslo_messaging
 
 from doctor_plugin.alarms import evaluator as evaluator_mod
+from doctor_plugin.common import messaging
 from doctor_plugin.delivery import rejects as rejects_mod
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
-from doctor_plugin import messaging
 
 LOG = logging.getLogger(__name__)
 

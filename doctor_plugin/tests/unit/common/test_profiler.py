@@ -1,9 +1,9 @@
-"""Tests for doctor_plugin.profiler."""
+"""Tests for doctor_plugin.common.profiler."""
 
 import threading
 import time
 
-from doctor_plugin import profiler
+from doctor_plugin.common import profiler
 from doctor_plugin.tests import base
 
 

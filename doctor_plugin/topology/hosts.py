@@ -3,7 +3,7 @@
 The inspector needs this on the hot path: when a host fails it must know
 the affected instances and tenants without waiting for an API call. This
 module holds the in-memory map and its static source (a YAML file); in a
-deployment :mod:`doctor_plugin.inspector.nova_topology` keeps it current
+deployment :mod:`doctor_plugin.topology.nova` keeps it current
 from Nova instead.
 
 Memory: a large cloud (100,000 instances on 5,000 hosts) must fit in the
@@ -19,8 +19,8 @@ import sys
 import threading
 import typing
 
+from doctor_plugin.common import yamlfile
 from doctor_plugin import exceptions
-from doctor_plugin import yamlfile
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 import fixtures
 
-from doctor_plugin import httpsession
+from doctor_plugin.common import httpsession
 from doctor_plugin.tests import base
 
 
