@@ -21,9 +21,6 @@ import typing
 
 from doctor_plugin.bench import harness
 
-if typing.TYPE_CHECKING:
-    from doctor_plugin.bench import scenarios
-
 INSTANCES = 100_000
 HOSTS = 5_000
 TENANTS = 2_000
@@ -126,7 +123,7 @@ def cloud(instances: int = INSTANCES, hosts: int = HOSTS,
                f'compute-{i // per_host:05d}', f'vm-{i:06d}')
 
 
-def run_b7(options: scenarios.BenchOptions,
+def run_b7(options: harness.BenchOptions,
            log: typing.Callable[[str], None]) -> harness.ScenarioResult:
     """B7: RSS of an inspector holding 100,000 instances on 5,000 hosts."""
     from doctor_plugin.testing import nova as nova_standin

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import dataclasses
 import gc
 import threading
 import time
@@ -24,17 +23,6 @@ from doctor_plugin.controller import fixup
 from doctor_plugin import demo
 from doctor_plugin.monitors import base as monitor_base
 from doctor_plugin.monitors import reporter as reporter_mod
-
-DEFAULT_TRANSPORT_URL = 'rabbit://guest:guest@127.0.0.1:5672/'
-
-
-@dataclasses.dataclass
-class BenchOptions:
-    transport_url: str = DEFAULT_TRANSPORT_URL
-    trials: int | None = None
-    duration: float | None = None
-    warmup: int = 10
-    timeout: float = 5.0
 
 
 class _HopEndpoint:
@@ -86,7 +74,7 @@ def measure_bus_hop(transport_url: str, trials: int,
 
 def run_host_failures(scenario: str, settings: demo.ChainSettings,
                       trials: int, target_ms: float,
-                      options: BenchOptions,
+                      options: harness.BenchOptions,
                       log: typing.Callable[[str], None],
                       baseline: bool = False) -> harness.ScenarioResult:
     """Fail every host of ``settings`` at once, ``trials`` times.
@@ -202,7 +190,7 @@ def _fixup_results(chain: demo.Chain,
     return results
 
 
-def _bench_settings(options: BenchOptions, **kwargs: typing.Any
+def _bench_settings(options: harness.BenchOptions, **kwargs: typing.Any
                     ) -> demo.ChainSettings:
     return demo.ChainSettings(
         transport_url=options.transport_url, repeat_actions=True,
@@ -213,7 +201,7 @@ def _bench_settings(options: BenchOptions, **kwargs: typing.Any
         **kwargs)
 
 
-def run_b1(options: BenchOptions,
+def run_b1(options: harness.BenchOptions,
            log: typing.Callable[[str], None]) -> harness.ScenarioResult:
     """B1: Doctor's notification time, T01 → every tenant's webhook (T09).
 
@@ -224,7 +212,7 @@ def run_b1(options: BenchOptions,
         options.trials or 200, 20.0, options, log, baseline=True)
 
 
-def run_b1_bus(options: BenchOptions,
+def run_b1_bus(options: harness.BenchOptions,
                log: typing.Callable[[str], None]) -> harness.ScenarioResult:
     """B1 with the tenants' alarms evaluated across the bus.
 
@@ -239,7 +227,7 @@ def run_b1_bus(options: BenchOptions,
         options.trials or 200, 20.0, options, log)
 
 
-def run_b3(options: BenchOptions,
+def run_b3(options: harness.BenchOptions,
            log: typing.Callable[[str], None]) -> harness.ScenarioResult:
     """B3: fan-out of one host with 1000 VMs of 100 tenants."""
     return run_host_failures(
@@ -247,7 +235,7 @@ def run_b3(options: BenchOptions,
         options.trials or 50, 200.0, options, log)
 
 
-def run_b4(options: BenchOptions,
+def run_b4(options: harness.BenchOptions,
            log: typing.Callable[[str], None]) -> harness.ScenarioResult:
     """B4: a rack, 40 hosts × 250 VMs, fails at once.
 
@@ -260,7 +248,7 @@ def run_b4(options: BenchOptions,
         options.trials or 20, 1000.0, options, log)
 
 
-def run_b6(options: BenchOptions,
+def run_b6(options: harness.BenchOptions,
            log: typing.Callable[[str], None]) -> harness.ScenarioResult:
     """B6: Doctor's per-VM Aodh alarms, real Aodh against ours.
 

@@ -4,6 +4,7 @@ The same code path as ``doctor-plugin bench``: the consumer, the alarm
 listener and the Nova stand-in each in a process of its own.
 """
 
+from doctor_plugin.bench import harness
 from doctor_plugin.bench import scenarios
 from doctor_plugin.tests.functional import base
 
@@ -12,8 +13,8 @@ class TestHostFailureScenarios(base.FunctionalTestCase):
 
     def test_b1_short_run_counts_every_alarm_and_fix_up(self):
         log = []
-        options = scenarios.BenchOptions(transport_url=base.TRANSPORT_URL,
-                                         trials=5, warmup=1, timeout=10.0)
+        options = harness.BenchOptions(transport_url=base.TRANSPORT_URL,
+                                       trials=5, warmup=1, timeout=10.0)
         result = scenarios.run_host_failures(
             'B1-short', scenarios._bench_settings(
                 options, vms=20, tenants=4, host='bench-test'),

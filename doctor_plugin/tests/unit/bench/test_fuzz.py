@@ -11,7 +11,7 @@ import fixtures
 import requests
 
 from doctor_plugin.bench import fuzz
-from doctor_plugin.bench import scenarios
+from doctor_plugin.bench import harness
 from doctor_plugin.tests import base
 
 #: Inputs of the run: about 15 s on two busy CPUs.
@@ -26,7 +26,7 @@ class TestR4(base.TestCase):
         self.lines = []
 
     def test_no_5xx_no_crash_nothing_stuck(self):
-        result = fuzz.run_r4(scenarios.BenchOptions(trials=INPUTS),
+        result = fuzz.run_r4(harness.BenchOptions(trials=INPUTS),
                              self.lines.append)
         figures = result.as_json()
         shown = json.dumps({k: figures[k] for k in (
