@@ -24,8 +24,9 @@ description, unauthenticated requests let in, by route.
 The bus half of R4 (poison messages on RabbitMQ) is
 :mod:`doctor_plugin.bench.poison`, whose ``run_r4`` runs both.
 
-Needs hypothesis and schemathesis (``test-requirements.txt``, or ``tox -e
-bench``); they are imported when R4 runs, not when the bench starts.
+Needs hypothesis and schemathesis (the ``bench`` extra: ``pip install
+'doctor-plugin[bench]'``, or ``tox -e bench``); they are imported when R4
+runs, not when the bench starts.
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ import requests
 import yaml
 
 from doctor_plugin.bench import harness
-from doctor_plugin import exceptions
 from doctor_plugin.testing import consumer as consumer_mod
 
 #: Inputs of a full R4 run (``--trials`` overrides).
@@ -460,14 +460,7 @@ def run_r4(options: typing.Any, log: typing.Callable[[str], None]
     Shares: 45 % hypothesis bodies, 45 % schemathesis cases, 10 %
     unauthenticated requests.
     """
-    try:
-        import hypothesis  # noqa: F401
-        import schemathesis  # noqa: F401
-    except ImportError as exc:
-        raise exceptions.DoctorPluginError(
-            f'R4 needs hypothesis and schemathesis ({exc}); install them '
-            f'with "pip install -r test-requirements.txt", or run "tox -e '
-            f'bench -- --scenario R4"') from None
+    harness.require('R4', 'hypothesis', 'schemathesis')
     http = options.trials or R4_INPUTS
     target = LiveInspector(log).start()
     tally = Tally()

@@ -12,7 +12,9 @@ bus notifications its transformers read):
   arbitrary values rarely do.
 
 Used by the unit tests (``test_fuzz_*``) and by benchmark R4
-(:mod:`doctor_plugin.bench.fuzz`); needs hypothesis (test-requirements).
+(:mod:`doctor_plugin.bench.fuzz`, :mod:`doctor_plugin.bench.poison`). It
+needs hypothesis (the ``bench`` extra), so only R4's functions import this
+module, when R4 runs: nothing imports it at module level.
 """
 
 from __future__ import annotations

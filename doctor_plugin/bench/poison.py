@@ -70,8 +70,8 @@ UNDECODABLE = (
 
 def _generated(count: int) -> list[bytes]:
     """``count`` enveloped hostile notifications, from hypothesis."""
-    # Test requirements, which the bench has (tox -e bench) and the
-    # installed commands need not.
+    # The bench extra's, which the installed commands need not.
+    harness.require('R4', 'hypothesis')
     import hypothesis
     from hypothesis import strategies as st
 

@@ -58,8 +58,9 @@ class AodhInProcess:
         except ImportError as exc:
             raise exceptions.DoctorPluginError(
                 f'real Aodh is needed here but cannot be imported ({exc}); '
-                f'install it ("pip install \'aodh>=23,<24\'", or run '
-                f'"tox -e interop")') from None
+                f'install it with pip install "doctor-plugin[bench]" (or '
+                f'"pip install \'aodh>=23,<24\'", or run "tox -e '
+                f'interop")') from None
         self.transport_url = transport_url
         run = uuid.uuid4().hex[:12]
         self.event_topic = event_topic or f'alarm.aodh-{run}'

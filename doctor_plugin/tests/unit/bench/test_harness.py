@@ -1,11 +1,13 @@
 """Tests for doctor_plugin.bench.harness."""
 
 import importlib.metadata
+import io
 import json
 import math
 import platform
 
 from doctor_plugin.bench import harness
+from doctor_plugin import exceptions
 from doctor_plugin.tests import base
 
 
@@ -38,8 +40,8 @@ class TestPercentile(base.TestCase):
     def test_zero_percentile_is_the_minimum(self):
         self.assertEqual(1.0, harness.percentile([1.0, 2.0], 0))
 
-    def test_empty_is_nan(self):
-        self.assertTrue(math.isnan(harness.percentile([], 50)))
+    def test_empty_is_none(self):
+        self.assertIsNone(harness.percentile([], 50))
 
 
 class TestLatencySummary(base.TestCase):
@@ -49,10 +51,11 @@ class TestLatencySummary(base.TestCase):
         self.assertEqual({'p50': 2.0, 'p90': 4.123, 'p99': 4.123,
                           'max': 4.123}, summary)
 
-    def test_empty_is_nan(self):
+    def test_empty_is_none(self):
+        # JSON has no NaN: a figure without samples is null.
         summary = harness.latency_summary([])
-        self.assertEqual(['p50', 'p90', 'p99', 'max'], list(summary))
-        self.assertTrue(all(math.isnan(v) for v in summary.values()))
+        self.assertEqual({'p50': None, 'p90': None, 'p99': None,
+                          'max': None}, summary)
 
 
 class TestEnvironment(base.TestCase):
@@ -89,7 +92,63 @@ class TestScenarioResult(base.TestCase):
             '  tenants: 4\n'
             '  target: p99 < 1000 ms  -> MET', table)
 
+    def test_as_table_without_samples(self):
+        table = result(latency_ms=harness.latency_summary([])).as_table()
+        self.assertIn('latency ms: p50 n/a  p90 n/a  p99 n/a  max n/a',
+                      table)
+
     def test_as_table_not_met(self):
         table = result(met=False, lost=1, received=2).as_table()
         self.assertTrue(table.endswith('-> NOT MET'), table)
         self.assertIn('received 2  lost 1', table)
+
+
+def _reject_constant(name):
+    raise ValueError(f'not strict JSON: {name}')
+
+
+class TestStrictJSON(base.TestCase):
+    """``--json`` output is RFC 8259 JSON, which has no NaN or Infinity."""
+
+    def written(self, results):
+        out = io.StringIO()
+        harness.write_json(results, out)
+        # What JSON.parse and other strict parsers do with NaN.
+        return json.loads(out.getvalue(), parse_constant=_reject_constant)
+
+    def test_a_scenario_without_samples_writes_null(self):
+        # R1 and R3 measure no latency when nothing is delivered.
+        data = self.written([result(
+            latency_ms=harness.latency_summary([]),
+            extra={'redelivery_ms': harness.latency_summary([]),
+                   'ratio': math.nan, 'rates': [1.0, math.inf]})])
+        self.assertEqual({'p50': None, 'p90': None, 'p99': None,
+                          'max': None}, data['latency_ms'])
+        self.assertIsNone(data['redelivery_ms']['p99'])
+        self.assertIsNone(data['ratio'])
+        self.assertEqual([1.0, None], data['rates'])
+
+    def test_several_results_are_a_list(self):
+        data = self.written([result(), result(scenario='B3')])
+        self.assertEqual(['host_down', 'B3'], [d['scenario'] for d in data])
+
+    def test_a_non_finite_figure_is_never_written(self):
+        # A figure that bypasses as_json's clean-up fails loudly instead
+        # of writing NaN.
+        bad = result()
+        bad.as_json = lambda: {'p50': math.nan}
+        self.assertRaises(ValueError, harness.write_json, [bad],
+                          io.StringIO())
+
+
+class TestRequire(base.TestCase):
+
+    def test_names_the_extra(self):
+        exc = self.assertRaises(exceptions.DoctorPluginError,
+                                harness.require, 'R4', 'json',
+                                'doctor_no_such_module')
+        self.assertIn('R4 needs json and doctor_no_such_module', str(exc))
+        self.assertIn('pip install "doctor-plugin[bench]"', str(exc))
+
+    def test_installed(self):
+        self.assertIsNone(harness.require('R4', 'json'))
