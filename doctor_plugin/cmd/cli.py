@@ -3,6 +3,10 @@
 Sub-commands: ``demo`` (the whole Doctor chain on one machine), ``bench``
 (the benchmark harness), ``list-plugins``, ``validate-config`` and
 ``deliveries`` (``list``, ``retry``, ``rejected``: the delivery database).
+
+The demo and the bench stand on test doubles (:mod:`doctor_plugin.testing`)
+and on the bench's own requirements: their modules are imported by their
+sub-commands only, so the operator's commands load none of them.
 """
 
 from __future__ import annotations
@@ -14,19 +18,25 @@ import sys
 import time
 
 from doctor_plugin.alarms import definitions
-from doctor_plugin.bench import harness
-from doctor_plugin.bench import scenarios
 from doctor_plugin.common import messaging
 from doctor_plugin.common import plugins
 from doctor_plugin.controller import nova
 from doctor_plugin.delivery import store as store_mod
-from doctor_plugin import demo
 from doctor_plugin import exceptions
 from doctor_plugin import pipeline as pipeline_mod
 from doctor_plugin import service
 from doctor_plugin.topology import hosts as topology_mod
 
 PROG = 'doctor-plugin'
+
+#: The ids of ``doctor_plugin.bench.scenarios.SCENARIOS`` and its
+#: ``GROUPS``, written out so that parsing the command line imports no
+#: bench code (a unit test keeps them equal).
+BENCH_SCENARIOS = ('B1', 'B1-bus', 'B2', 'B3', 'B4', 'B6', 'B7',
+                   'R1', 'R2', 'R3', 'R4')
+BENCH_GROUPS = ('reliability',)
+#: ``doctor_plugin.bench.harness.DEFAULT_TRANSPORT_URL``, for the help.
+BENCH_TRANSPORT_URL = 'rabbit://guest:guest@127.0.0.1:5672/'
 
 
 def _positive_int(text: str) -> int:
@@ -86,12 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         description='Run benchmark scenarios and print p50/p90/p99/max. '
                     'Exits 0 even when a target is missed (see "met").')
     p.add_argument('--scenario', required=True,
-                   choices=(sorted(scenarios.SCENARIOS)
-                            + sorted(scenarios.GROUPS) + ['all']),
+                   choices=(sorted(BENCH_SCENARIOS)
+                            + sorted(BENCH_GROUPS) + ['all']),
                    help='scenario id, a group (reliability: R1-R3), or '
                         'all')
     p.add_argument('--transport-url',
-                   default=scenarios.DEFAULT_TRANSPORT_URL,
+                   default=BENCH_TRANSPORT_URL,
                    help='oslo.messaging transport (default: RabbitMQ on '
                         '127.0.0.1:5672)')
     p.add_argument('--trials', type=_positive_int,
@@ -200,6 +210,8 @@ def _list_deliveries(store: store_mod.DeliveryStore,
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from doctor_plugin import demo
+
     # The consumer and Nova stand for other machines, and the listener is
     # a service of its own: in processes of their own, as deployed, the
     # tenants' webhooks do not wait for the GIL behind the Nova fix-up.
@@ -213,7 +225,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    options = scenarios.BenchOptions(
+    from doctor_plugin.bench import harness
+    from doctor_plugin.bench import scenarios
+
+    options = harness.BenchOptions(
         transport_url=args.transport_url, trials=args.trials,
         duration=args.duration)
     if args.scenario == 'all':
@@ -236,9 +251,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(result.as_table(), flush=True)
         results.append(result)
     if args.json:
-        data = [r.as_json() for r in results]
         with open(args.json, 'w', encoding='utf-8') as f:
-            json.dump(data[0] if len(data) == 1 else data, f, indent=2)
+            harness.write_json(results, f)
         print(f'results written to {args.json}')
     return 1 if could_not_run else 0
 

@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import json
 import os
 
 import fixtures
@@ -142,3 +143,45 @@ class TestCLI(base.TestCase):
         rc, _, err = self.run_cli('bench', '--scenario', 'B42')
         self.assertEqual(2, rc)
         self.assertIn('invalid choice', err)
+
+    def test_bench_ids_are_the_scenarios(self):
+        # The parser names the scenarios without importing them.
+        from doctor_plugin.bench import harness
+        from doctor_plugin.bench import scenarios
+
+        self.assertEqual(sorted(scenarios.SCENARIOS),
+                         sorted(cli.BENCH_SCENARIOS),
+                         'add the new scenario id to cli.BENCH_SCENARIOS')
+        self.assertEqual(sorted(scenarios.GROUPS), sorted(cli.BENCH_GROUPS))
+        self.assertEqual(harness.DEFAULT_TRANSPORT_URL,
+                         cli.BENCH_TRANSPORT_URL)
+
+    def test_bench_json_is_strict(self):
+        # A scenario that measured nothing (R1 and R3 when nothing is
+        # delivered) writes null, not NaN, which strict parsers reject.
+        from doctor_plugin.bench import harness
+        from doctor_plugin.bench import scenarios
+
+        def no_samples(options, log):
+            return harness.ScenarioResult(
+                scenario='B1', transport='none', trials=0,
+                latency_ms=harness.latency_summary([]), sent=0, received=0,
+                lost=0, duplicates=0, target='none', met=False, env={})
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'doctor_plugin.bench.scenarios.SCENARIOS',
+            dict(scenarios.SCENARIOS, B1=no_samples)))
+        path = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                            'out.json')
+        rc, out, err = self.run_cli('bench', '--scenario', 'B1', '--json',
+                                    path)
+        self.assertEqual(0, rc, out + err)
+        with open(path) as f:
+            text = f.read()
+        self.assertNotIn('NaN', text)
+
+        def reject(name):
+            raise ValueError(name)
+
+        self.assertIsNone(json.loads(text, parse_constant=reject)
+                          ['latency_ms']['p99'])
