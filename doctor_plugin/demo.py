@@ -41,6 +41,7 @@ from doctor_plugin.monitors import reporter as reporter_mod
 from doctor_plugin import opts
 from doctor_plugin import pipeline as pipeline_mod
 from doctor_plugin import service
+from doctor_plugin.testing import broker
 from doctor_plugin.testing import childproc
 from doctor_plugin.testing import consumer as consumer_mod
 from doctor_plugin.testing import nova as nova_standin
@@ -378,17 +379,17 @@ class Chain:
         self.consumer.stop()
         if self.nova is not None:
             self.nova.stop()
-        queues = messaging.listener_queue_names([self.settings.event_topic])
+        queues = broker.listener_queue_names([self.settings.event_topic])
         if self.settings.nova_topic:
             for pool in (self.conf.inspector.notification_pool,
                          self.conf.inspector.topology_notification_pool):
-                queues += messaging.listener_queue_names([], pool)
+                queues += broker.listener_queue_names([], pool)
             # Those the Nova stand-in's notifier declares as it sends.
-            queues += messaging.listener_queue_names(
+            queues += broker.listener_queue_names(
                 [self.settings.nova_topic])
         messaging.cleanup()
-        messaging.delete_queues(self.conf, self.settings.transport_url,
-                                queues)
+        broker.delete_queues(self.conf, self.settings.transport_url,
+                             queues)
 
 
 class HeartbeatAgent:

@@ -32,9 +32,9 @@ import uuid
 from doctor_plugin.bench import fuzz
 from doctor_plugin.bench import harness
 from doctor_plugin.bench import reliability
-from doctor_plugin.common import messaging
 from doctor_plugin.delivery import store as store_mod
 from doctor_plugin.monitors import reporter as reporter_mod
+from doctor_plugin.testing import broker
 
 #: Hostile messages per run, and the valid reports after them.
 MESSAGES = 3000
@@ -113,7 +113,7 @@ def run_bus(options: typing.Any, log: typing.Callable[[str], None]
         messages = ([body for body, _ in UNDECODABLE] * 20
                     + _generated(count))
         log(f'R4 bus: publishing {len(messages)} hostile messages')
-        with messaging.broker_connection(options.transport_url) as conn:
+        with broker.broker_connection(options.transport_url) as conn:
             channel = conn.channel()
             channel.exchange_declare(dlx, 'fanout', durable=True)
             channel.queue_declare(dlx, durable=True)

@@ -19,8 +19,8 @@ import tempfile
 import typing
 import uuid
 
-from doctor_plugin.common import messaging
 from doctor_plugin import exceptions
+from doctor_plugin.testing import broker
 
 
 #: The process's Aodh database: Aodh's storage layer configures one
@@ -137,7 +137,7 @@ class AodhInProcess:
         for svc in self._services:
             svc.terminate()
         self._services = []
-        messaging.delete_queues(
+        broker.delete_queues(
             self.conf, self.transport_url,
-            messaging.listener_queue_names([self.event_topic,
-                                            self.notifier_topic]))
+            broker.listener_queue_names([self.event_topic,
+                                         self.notifier_topic]))

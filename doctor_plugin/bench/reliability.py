@@ -45,6 +45,7 @@ from doctor_plugin import exceptions
 from doctor_plugin.monitors import base as monitor_base
 from doctor_plugin.monitors import reporter as reporter_mod
 from doctor_plugin import opts
+from doctor_plugin.testing import broker
 from doctor_plugin.testing import consumer as consumer_mod
 
 TENANTS = 10
@@ -248,9 +249,9 @@ webhook_timeout = 2.0
         for log in self.log_files:
             log.close()
         try:
-            messaging.delete_queues(
+            broker.delete_queues(
                 cfg.ConfigOpts(), self.transport_url,
-                messaging.listener_queue_names([self.topic]) + [self.pool])
+                broker.listener_queue_names([self.topic]) + [self.pool])
             _delete_exchange(self.transport_url, self.exchange)
         except Exception as exc:
             self.log(f'could not clean the broker up: {exc}')
@@ -308,7 +309,7 @@ class BusSender:
 def _delete_exchange(url: str, name: str) -> None:
     if not url.startswith('rabbit'):
         return
-    with messaging.broker_connection(url) as conn:
+    with broker.broker_connection(url) as conn:
         channel = conn.channel()
         try:
             channel.exchange_delete(name)

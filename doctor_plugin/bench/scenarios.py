@@ -23,6 +23,7 @@ from doctor_plugin.controller import fixup
 from doctor_plugin import demo
 from doctor_plugin.monitors import base as monitor_base
 from doctor_plugin.monitors import reporter as reporter_mod
+from doctor_plugin.testing import broker
 
 
 class _HopEndpoint:
@@ -67,8 +68,8 @@ def measure_bus_hop(transport_url: str, trials: int,
         listener.stop()
         listener.wait()
         messaging.cleanup()
-        messaging.delete_queues(conf, transport_url,
-                                messaging.listener_queue_names([topic]))
+        broker.delete_queues(conf, transport_url,
+                             broker.listener_queue_names([topic]))
     return harness.latency_summary(samples)
 
 
@@ -349,9 +350,9 @@ def run_b6(options: harness.BenchOptions,
         aodh.stop()
         pipeline.close()
         receiver.stop()
-        messaging.delete_queues(conf, options.transport_url,
-                                messaging.listener_queue_names(
-                                    [ours_topic, aodh_topic]))
+        broker.delete_queues(conf, options.transport_url,
+                             broker.listener_queue_names(
+                                 [ours_topic, aodh_topic]))
     summary = harness.latency_summary(latencies['ours'])
     aodh_summary = harness.latency_summary(latencies['aodh'])
     ratio = (aodh_summary['p50'] / summary['p50']

@@ -93,48 +93,6 @@ def get_listener(transport: oslo_messaging.Transport,
         allow_requeue=allow_requeue)
 
 
-#: Priorities a notification listener may bind a queue for.
-PRIORITIES = ('audit', 'critical', 'debug', 'error', 'info', 'sample', 'warn')
-
-
-def listener_queue_names(topics: typing.Iterable[str],
-                         pool: str | None = None) -> list[str]:
-    """The RabbitMQ queues a notification listener on ``topics`` declares.
-
-    oslo.messaging names them ``<topic>.<priority>``, or after the pool
-    when there is one.
-    """
-    if pool:
-        return [pool]
-    return [f'{topic}.{priority}' for topic in topics
-            for priority in PRIORITIES]
-
-
-def delete_queues(conf: cfg.ConfigOpts, url: str | None,
-                  names: typing.Iterable[str]) -> None:
-    """Delete queues on the RabbitMQ broker of ``url``.
-
-    For runs that made topics of their own (the demo, the benchmark, the
-    functional tests): oslo.messaging declares durable queues, which would
-    otherwise stay on a shared broker after the run. Other transports have
-    nothing to delete.
-    """
-    if not url or not url.startswith('rabbit'):
-        return
-    with broker_connection(url) as conn:
-        for name in names:
-            channel = conn.channel()
-            try:
-                channel.queue_delete(name)
-            except Exception as exc:
-                LOG.debug('Could not delete queue %s: %s', name, exc)
-            finally:
-                try:
-                    channel.close()
-                except Exception:
-                    pass
-
-
 def _parse(url: str) -> oslo_messaging.TransportURL:
     # Parsed with a configuration of its own: parsing registers
     # oslo.messaging's transport options, and a service that loaded us
@@ -142,22 +100,6 @@ def _parse(url: str) -> oslo_messaging.TransportURL:
     # caller's configuration registered them, which oslo.config refuses
     # as a duplicate.
     return oslo_messaging.TransportURL.parse(cfg.ConfigOpts(), url)
-
-
-def broker_connection(url: str) -> typing.Any:
-    """A kombu connection to the first RabbitMQ host of ``url``.
-
-    For the broker housekeeping oslo.messaging has no call for (deleting
-    a run's queues and exchanges).
-    """
-    import kombu  # the rabbit driver's own dependency
-
-    parsed = _parse(url)
-    host = parsed.hosts[0]
-    return kombu.Connection(hostname=host.hostname, port=host.port or 5672,
-                            userid=host.username, password=host.password,
-                            virtual_host=parsed.virtual_host or '/',
-                            connect_timeout=5)
 
 
 class BrokerWatch:

@@ -12,6 +12,7 @@ from doctor_plugin.cmd import cli
 from doctor_plugin.common import messaging
 from doctor_plugin import demo
 from doctor_plugin.monitors import base as monitor_base
+from doctor_plugin.testing import broker
 from doctor_plugin.tests.functional import base
 
 
@@ -117,9 +118,9 @@ class TestChainOverRabbit(base.FunctionalTestCase):
         topic = f'versioned_notifications.test-{self.run_id}'
         chain = self._chain(vms=6, tenants=2, nova_topic=topic)
         # Nova's notifier declares the queue it sends to.
-        self.addCleanup(messaging.delete_queues, chain.conf,
+        self.addCleanup(broker.delete_queues, chain.conf,
                         base.TRANSPORT_URL,
-                        messaging.listener_queue_names([topic]))
+                        broker.listener_queue_names([topic]))
         nova = oslo_messaging.Notifier(
             messaging.get_transport(chain.conf), publisher_id='nova-compute:'
             'compute-0', driver='messagingv2', topics=[topic])

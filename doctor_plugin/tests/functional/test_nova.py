@@ -10,11 +10,11 @@ import concurrent.futures
 import threading
 import time
 
-from doctor_plugin.common import messaging
 from doctor_plugin.common import profiler
 from doctor_plugin import demo
 from doctor_plugin.monitors import base as monitor_base
 from doctor_plugin.monitors import reporter as reporter_mod
+from doctor_plugin.testing import broker
 from doctor_plugin.tests.functional import base
 
 #: Seconds for every tenant's alarm (Doctor's target is one second).
@@ -66,9 +66,9 @@ class TestNovaChainOverRabbit(base.FunctionalTestCase):
         # The stand-in's notifier declares the queues of the topic it
         # sends to; the chain deletes only those of its own listeners.
         # (Cleanups run last first: these go after chain.stop.)
-        self.addCleanup(messaging.delete_queues, chain.conf,
+        self.addCleanup(broker.delete_queues, chain.conf,
                         base.TRANSPORT_URL,
-                        messaging.listener_queue_names([topic]))
+                        broker.listener_queue_names([topic]))
         # Read by the client and the controller at each call, so they
         # apply although the controller exists already.
         chain.conf.set_override('retry_backoff', 0.05, group='nova')

@@ -12,8 +12,8 @@ import fixtures
 import requests
 import yaml
 
-from doctor_plugin.common import messaging
 from doctor_plugin.monitors import base as monitor_base
+from doctor_plugin.testing import broker
 from doctor_plugin.testing import consumer as consumer_mod
 from doctor_plugin.tests.functional import base
 
@@ -67,8 +67,8 @@ definitions_file = {self.dir}/alarms.yaml
 event_topics = {topic}
 """)
         self.addCleanup(
-            messaging.delete_queues, self.conf, base.TRANSPORT_URL,
-            messaging.listener_queue_names([topic])
+            broker.delete_queues, self.conf, base.TRANSPORT_URL,
+            broker.listener_queue_names([topic])
             + [f'doctor-inspector.svc-{self.run_id}'])
 
     def write(self, name, data):

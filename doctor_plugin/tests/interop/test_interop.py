@@ -16,7 +16,6 @@ from oslo_config import cfg
 import yaml
 
 from doctor_plugin.bench import real_aodh
-from doctor_plugin.common import messaging
 from doctor_plugin import demo
 from doctor_plugin.inspector import service as inspector_service
 from doctor_plugin.integrations import aodh as aodh_integration
@@ -24,6 +23,7 @@ from doctor_plugin.monitors import base as monitor_base
 from doctor_plugin.monitors import reporter as reporter_mod
 from doctor_plugin import opts
 from doctor_plugin import pipeline as pipeline_mod
+from doctor_plugin.testing import broker
 from doctor_plugin.testing import consumer
 from doctor_plugin.tests import alarm_files
 from doctor_plugin.tests.functional import base
@@ -77,8 +77,8 @@ class InteropTestCase(base.FunctionalTestCase):
                                                      topology=topo)
         service.start()
         self.addCleanup(service.stop)
-        self.addCleanup(messaging.delete_queues, conf, base.TRANSPORT_URL,
-                        messaging.listener_queue_names([self.event_topic]))
+        self.addCleanup(broker.delete_queues, conf, base.TRANSPORT_URL,
+                        broker.listener_queue_names([self.event_topic]))
         return service
 
     def start_aodh(self):
