@@ -26,12 +26,12 @@ from oslo_config import cfg
 from doctor_plugin.bench import harness
 from doctor_plugin.common import messaging
 from doctor_plugin.common import profiler
-from doctor_plugin import demo
 from doctor_plugin.inspector import service as inspector_service
 from doctor_plugin.monitors import heartbeat
 from doctor_plugin.monitors import reporter as reporter_mod
 from doctor_plugin import opts
 from doctor_plugin import pipeline as pipeline_mod
+from doctor_plugin.testing import chain as chain_mod
 from doctor_plugin.testing import childproc
 from doctor_plugin.topology import hosts as topology_mod
 
@@ -47,9 +47,9 @@ def _conf() -> cfg.ConfigOpts:
     opts.register_all(conf)
     conf([], project='doctor_plugin', default_config_files=[])
     conf.set_override('transport_url', messaging.FAKE_TRANSPORT_URL)
-    demo.use_private_state(conf)
+    chain_mod.use_private_state(conf)
     conf.set_override('port', 0, group='inspector')
-    demo.use_shared_secret(conf)
+    chain_mod.use_shared_secret(conf)
     conf.set_override('enable_notification_listener', False,
                       group='inspector')
     conf.set_override('host_report_window', 0.0, group='inspector')

@@ -20,10 +20,10 @@ from doctor_plugin.bench import reliability
 from doctor_plugin.common import messaging
 from doctor_plugin.common import profiler
 from doctor_plugin.controller import fixup
-from doctor_plugin import demo
 from doctor_plugin.monitors import base as monitor_base
 from doctor_plugin.monitors import reporter as reporter_mod
 from doctor_plugin.testing import broker
+from doctor_plugin.testing import chain as chain_mod
 
 
 class _HopEndpoint:
@@ -46,7 +46,8 @@ def measure_bus_hop(transport_url: str, trials: int,
     Measured in the same run as the scenario, on the same broker, so that
     the chain's figures can be read against what the bus alone costs.
     """
-    conf = demo.make_conf(demo.ChainSettings(transport_url=transport_url))
+    conf = chain_mod.make_conf(
+        chain_mod.ChainSettings(transport_url=transport_url))
     topic = f'doctor-bench-hop-{uuid.uuid4().hex[:12]}'
     transport = messaging.get_transport(conf)
     endpoint = _HopEndpoint()
@@ -73,7 +74,7 @@ def measure_bus_hop(transport_url: str, trials: int,
     return harness.latency_summary(samples)
 
 
-def run_host_failures(scenario: str, settings: demo.ChainSettings,
+def run_host_failures(scenario: str, settings: chain_mod.ChainSettings,
                       trials: int, target_ms: float,
                       options: harness.BenchOptions,
                       log: typing.Callable[[str], None],
@@ -93,9 +94,9 @@ def run_host_failures(scenario: str, settings: demo.ChainSettings,
     the last instance set to error and the host forced down) apart.
     """
     timeline = profiler.Timeline()
-    chain = demo.Chain(settings, timeline)
+    chain = chain_mod.Chain(settings, timeline)
     chain.start()
-    hosts = demo.host_names(settings)
+    hosts = chain_mod.host_names(settings)
     per_trial = len(hosts) * min(settings.tenants_per_host
                                  or settings.tenants, settings.tenants)
     received: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -173,7 +174,7 @@ def run_host_failures(scenario: str, settings: demo.ChainSettings,
         env=harness.environment(options.transport_url), extra=extra)
 
 
-def _fixup_results(chain: demo.Chain,
+def _fixup_results(chain: chain_mod.Chain,
                    faults: typing.Sequence[monitor_base.FaultReport],
                    timeout: float) -> list[fixup.ControllerResult]:
     """The controller's results for ``faults`` (none without Nova)."""
@@ -192,8 +193,8 @@ def _fixup_results(chain: demo.Chain,
 
 
 def _bench_settings(options: harness.BenchOptions, **kwargs: typing.Any
-                    ) -> demo.ChainSettings:
-    return demo.ChainSettings(
+                    ) -> chain_mod.ChainSettings:
+    return chain_mod.ChainSettings(
         transport_url=options.transport_url, repeat_actions=True,
         consumer_process=True, report_repeats=True, nova=True,
         nova_process=True, listener_process=True,
@@ -279,7 +280,7 @@ def run_b6(options: harness.BenchOptions,
     # are; the other way round oslo.config sees two different options.
     aodh = real_aodh.AodhInProcess(options.transport_url,
                                    event_topic=aodh_topic)
-    conf = demo.make_conf(demo.ChainSettings(
+    conf = chain_mod.make_conf(chain_mod.ChainSettings(
         transport_url=options.transport_url, event_topic=ours_topic))
     receiver = consumer_mod.ConsumerProcess().start()
 

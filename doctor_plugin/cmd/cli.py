@@ -211,12 +211,13 @@ def _list_deliveries(store: store_mod.DeliveryStore,
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from doctor_plugin import demo
+    from doctor_plugin.testing import chain as chain_mod
 
     # The consumer and Nova stand for other machines, and the listener is
     # a service of its own: in processes of their own, as deployed, the
     # tenants' webhooks do not wait for the GIL behind the Nova fix-up.
     # The embedded fake:// bus only reaches a listener in this process.
-    settings = demo.ChainSettings(
+    settings = chain_mod.ChainSettings(
         transport_url=args.transport_url, vms=args.vms,
         tenants=args.tenants, nova=args.nova, consumer_process=True,
         nova_process=args.nova, alarms_in=args.alarms_in,

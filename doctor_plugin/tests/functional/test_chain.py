@@ -13,6 +13,7 @@ from doctor_plugin.common import messaging
 from doctor_plugin import demo
 from doctor_plugin.monitors import base as monitor_base
 from doctor_plugin.testing import broker
+from doctor_plugin.testing import chain as chain_mod
 from doctor_plugin.tests.functional import base
 
 
@@ -24,16 +25,16 @@ def auth_headers(chain):
 class TestChainOverRabbit(base.FunctionalTestCase):
 
     def _chain(self, **kwargs):
-        settings = demo.ChainSettings(
+        settings = chain_mod.ChainSettings(
             transport_url=base.TRANSPORT_URL,
             event_topic=f'alarm.test-{self.run_id}', **kwargs)
-        chain = demo.Chain(settings, self.timeline).start()
+        chain = chain_mod.Chain(settings, self.timeline).start()
         self.addCleanup(chain.stop)
         return chain
 
     def test_demo_over_rabbit(self):
         out = io.StringIO()
-        settings = demo.ChainSettings(
+        settings = chain_mod.ChainSettings(
             transport_url=base.TRANSPORT_URL, vms=30, tenants=3,
             event_topic=f'alarm.test-{self.run_id}')
         rc = demo.run_demo(settings, timeout=10,

@@ -8,9 +8,9 @@ import time
 
 import fixtures
 
-from doctor_plugin import demo
 from doctor_plugin.monitors import heartbeat
 from doctor_plugin.monitors import reporter as reporter_mod
+from doctor_plugin.testing import chain as chain_mod
 from doctor_plugin.tests.functional import base
 
 #: From the kill to every tenant's alarm: two intervals of silence, a
@@ -25,11 +25,11 @@ class TestAgentKilled(base.FunctionalTestCase):
         super().setUp()
         self.useFixture(fixtures.Timeout(90, gentle=True))
         self.dir = self.useFixture(fixtures.TempDir()).path
-        settings = demo.ChainSettings(
+        settings = chain_mod.ChainSettings(
             transport_url=base.TRANSPORT_URL, vms=8, tenants=2,
             host='hb-compute', event_topic=f'alarm.hb-{self.run_id}',
             alarms_in='listener')
-        self.chain = demo.Chain(settings, self.timeline).start()
+        self.chain = chain_mod.Chain(settings, self.timeline).start()
         self.addCleanup(self.chain.stop)
         conf = self.chain.conf
         conf.set_override('listen', '127.0.0.1:0', group='heartbeat')

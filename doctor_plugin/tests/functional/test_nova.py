@@ -11,10 +11,10 @@ import threading
 import time
 
 from doctor_plugin.common import profiler
-from doctor_plugin import demo
 from doctor_plugin.monitors import base as monitor_base
 from doctor_plugin.monitors import reporter as reporter_mod
 from doctor_plugin.testing import broker
+from doctor_plugin.testing import chain as chain_mod
 from doctor_plugin.tests.functional import base
 
 #: Seconds for every tenant's alarm (Doctor's target is one second).
@@ -56,13 +56,13 @@ class WatchedTimeline(profiler.Timeline):
 
 class TestNovaChainOverRabbit(base.FunctionalTestCase):
 
-    def _chain(self, **kwargs) -> demo.Chain:
+    def _chain(self, **kwargs) -> chain_mod.Chain:
         topic = f'versioned_notifications.test-{self.run_id}'
-        self.settings = demo.ChainSettings(
+        self.settings = chain_mod.ChainSettings(
             transport_url=base.TRANSPORT_URL, nova=True, nova_topic=topic,
             event_topic=f'alarm.test-{self.run_id}', **kwargs)
         self.timeline = WatchedTimeline()
-        chain = demo.Chain(self.settings, self.timeline)
+        chain = chain_mod.Chain(self.settings, self.timeline)
         # The stand-in's notifier declares the queues of the topic it
         # sends to; the chain deletes only those of its own listeners.
         # (Cleanups run last first: these go after chain.stop.)
@@ -78,12 +78,13 @@ class TestNovaChainOverRabbit(base.FunctionalTestCase):
         self.addCleanup(chain.stop)
         return chain
 
-    def _reporter(self, chain: demo.Chain) -> reporter_mod.InspectorReporter:
+    def _reporter(self, chain: chain_mod.Chain
+                  ) -> reporter_mod.InspectorReporter:
         reporter = reporter_mod.InspectorReporter(chain.conf)
         self.addCleanup(reporter.close)
         return reporter
 
-    def _report(self, chain: demo.Chain, host: str, status: str,
+    def _report(self, chain: chain_mod.Chain, host: str, status: str,
                 reporter: reporter_mod.InspectorReporter | None = None
                 ) -> monitor_base.FaultReport:
         fault = monitor_base.FaultReport(host, status, 'functional',
@@ -93,13 +94,13 @@ class TestNovaChainOverRabbit(base.FunctionalTestCase):
         return fault
 
     def _servers(self, host: str | None = None) -> list[str]:
-        return [i.id for i in demo.placement(self.settings)
+        return [i.id for i in chain_mod.placement(self.settings)
                 if host is None or i.host == host]
 
-    def _statuses(self, chain: demo.Chain, server_ids) -> set[str]:
+    def _statuses(self, chain: chain_mod.Chain, server_ids) -> set[str]:
         return {chain.nova.server(s)['status'] for s in server_ids}
 
-    def _assert_alarms(self, chain: demo.Chain,
+    def _assert_alarms(self, chain: chain_mod.Chain,
                        fault: monitor_base.FaultReport) -> list:
         tenants = self.settings.tenants
         alarms = chain.consumer.wait_for(tenants, timeout=ALARM_TIMEOUT)
@@ -110,7 +111,7 @@ class TestNovaChainOverRabbit(base.FunctionalTestCase):
                          {a.trait('monitor_event_id') for a in alarms})
         return alarms
 
-    def _assert_fixed_up(self, chain: demo.Chain, result, host: str,
+    def _assert_fixed_up(self, chain: chain_mod.Chain, result, host: str,
                          total: int) -> None:
         self.assertEqual('success', result.outcome, result.error)
         self.assertEqual('force_down', result.action)
@@ -166,7 +167,7 @@ class TestNovaChainOverRabbit(base.FunctionalTestCase):
     def test_rack_fault_every_tenant_and_every_host_fixed_up(self):
         chain = self._chain(hosts=8, vms=25, tenants=20, tenants_per_host=5,
                             repeat_actions=True)
-        hosts = demo.host_names(self.settings)
+        hosts = chain_mod.host_names(self.settings)
         reporters = [self._reporter(chain) for _ in hosts]
         detected_at = time.time()
         faults = [monitor_base.FaultReport(host, 'down', 'functional',
@@ -178,7 +179,7 @@ class TestNovaChainOverRabbit(base.FunctionalTestCase):
             for future in [pool.submit(reporter, fault) for reporter, fault
                            in zip(reporters, faults)]:
                 future.result()
-        placed = demo.placement(self.settings)
+        placed = chain_mod.placement(self.settings)
         expected = {(f.monitor_event_id, f'/tenants/{i.project_id}')
                     for f in faults for i in placed if i.host == f.hostname}
         self.assertEqual(8 * 5, len(expected))

@@ -16,7 +16,6 @@ from oslo_config import cfg
 import yaml
 
 from doctor_plugin.bench import real_aodh
-from doctor_plugin import demo
 from doctor_plugin.inspector import service as inspector_service
 from doctor_plugin.integrations import aodh as aodh_integration
 from doctor_plugin.monitors import base as monitor_base
@@ -24,6 +23,7 @@ from doctor_plugin.monitors import reporter as reporter_mod
 from doctor_plugin import opts
 from doctor_plugin import pipeline as pipeline_mod
 from doctor_plugin.testing import broker
+from doctor_plugin.testing import chain as chain_mod
 from doctor_plugin.testing import consumer
 from doctor_plugin.tests import alarm_files
 from doctor_plugin.tests.functional import base
@@ -57,7 +57,7 @@ class InteropTestCase(base.FunctionalTestCase):
         conf.set_override('port', 0, group='inspector')
         conf.set_override('enable_notification_listener', False,
                           group='inspector')
-        self.secret = demo.use_shared_secret(conf)
+        self.secret = chain_mod.use_shared_secret(conf)
         path = alarm_files.write_tenant_alarms(
             self.dir, self.receiver.url, 'vm-x', 'tenant-c')
         sinks = [{'name': 'alarms', 'notifiers': [f'alarms://{path}']}]

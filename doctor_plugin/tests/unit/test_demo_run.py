@@ -6,6 +6,7 @@ import fixtures
 
 from doctor_plugin.common import messaging
 from doctor_plugin import demo
+from doctor_plugin.testing import chain as chain_mod
 from doctor_plugin.tests import base
 
 
@@ -19,8 +20,9 @@ class TestRunDemo(base.TestCase):
 
     def run_demo(self, **settings):
         lines = []
-        rc = demo.run_demo(demo.ChainSettings(vms=6, tenants=2, **settings),
-                           timeout=10, write=lines.append)
+        rc = demo.run_demo(
+            chain_mod.ChainSettings(vms=6, tenants=2, **settings),
+            timeout=10, write=lines.append)
         return rc, '\n'.join(lines)
 
     @staticmethod

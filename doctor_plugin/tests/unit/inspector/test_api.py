@@ -8,11 +8,11 @@ import requests
 import webob
 
 from doctor_plugin.common import plugins
-from doctor_plugin import demo
 from doctor_plugin.inspector import api
 from doctor_plugin.inspector import engine
 from doctor_plugin.notifiers import webhook
 from doctor_plugin import pipeline
+from doctor_plugin.testing import chain as chain_mod
 from doctor_plugin.testing import consumer
 from doctor_plugin.tests import base
 from doctor_plugin.tests import notifications
@@ -54,7 +54,7 @@ class APITestCase(base.TestCase):
             topology.Instance('vm-2', 'tenant-b', 'compute-1'),
         ])
         self.recorder = notifications.BatchRecorder()
-        self.secret = demo.use_shared_secret(self.conf)
+        self.secret = chain_mod.use_shared_secret(self.conf)
         self.auth = {'X-Auth-Token': self.secret}
 
     def make_app(self, urls=('log://',), routes=None):

@@ -13,7 +13,6 @@ from oslo_config import cfg
 from oslo_policy import opts as policy_opts
 import requests
 
-from doctor_plugin import demo
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.inspector import api
@@ -21,6 +20,7 @@ from doctor_plugin.inspector import auth
 from doctor_plugin.monitors import base as monitor_base
 from doctor_plugin.monitors import reporter as reporter_mod
 from doctor_plugin import policies
+from doctor_plugin.testing import chain as chain_mod
 from doctor_plugin.testing import keystone as keystone_standin
 from doctor_plugin.tests.unit.inspector import test_api
 
@@ -413,8 +413,8 @@ class TestOptions(AuthTestCase):
 
     def test_demo_secrets_are_random(self):
         conf = cfg.ConfigOpts()
-        first = demo.use_shared_secret(conf)
+        first = chain_mod.use_shared_secret(conf)
         self.assertEqual(first, conf.inspector.shared_secret)
         self.assertEqual(first, conf.monitor.inspector_secret)
-        self.assertNotEqual(first, demo.use_shared_secret(conf))
+        self.assertNotEqual(first, chain_mod.use_shared_secret(conf))
         self.assertGreaterEqual(len(first), 32)

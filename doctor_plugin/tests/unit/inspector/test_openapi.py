@@ -8,10 +8,10 @@ import webob
 import yaml
 
 from doctor_plugin.common import messaging
-from doctor_plugin import demo
 from doctor_plugin.inspector import service as inspector_service
 from doctor_plugin import opts
 from doctor_plugin import pipeline as pipeline_mod
+from doctor_plugin.testing import chain as chain_mod
 from doctor_plugin.tests import base
 
 #: The paths the API serves besides its event routes.
@@ -55,7 +55,7 @@ class TestOpenAPI(base.TestCase):
         self.set_opts(transport_url=messaging.FAKE_TRANSPORT_URL)
         self.set_opts(group='inspector', port=0,
                       enable_notification_listener=False)
-        self.secret = demo.use_shared_secret(self.conf)
+        self.secret = chain_mod.use_shared_secret(self.conf)
 
     def make_service(self):
         pipeline = pipeline_mod.Pipeline(

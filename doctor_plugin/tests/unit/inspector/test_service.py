@@ -15,11 +15,11 @@ from oslo_config import cfg
 import requests
 
 from doctor_plugin.common import messaging
-from doctor_plugin import demo
 from doctor_plugin import exceptions
 from doctor_plugin.inspector import service as inspector_service
 from doctor_plugin import opts
 from doctor_plugin import pipeline as pipeline_mod
+from doctor_plugin.testing import chain as chain_mod
 from doctor_plugin.testing import nova as nova_standin
 from doctor_plugin.tests import base
 from doctor_plugin.tests import notifications
@@ -65,7 +65,7 @@ class ServiceTestCase(base.TestCase):
         self.set_opts(transport_url=messaging.FAKE_TRANSPORT_URL)
         self.set_opts(group='inspector', port=0,
                       enable_notification_listener=False)
-        self.secret = demo.use_shared_secret(self.conf)
+        self.secret = chain_mod.use_shared_secret(self.conf)
         #: The headers of an authenticated request.
         self.auth = {'X-Auth-Token': self.secret}
         self.event_topic = unique('alarm.test')

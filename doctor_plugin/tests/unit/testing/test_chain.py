@@ -1,25 +1,25 @@
-"""The demo chain's placement of instances on hosts and tenants."""
+"""Tests for doctor_plugin.testing.chain: placement and settings."""
 
 import collections
 
-from doctor_plugin import demo
+from doctor_plugin.testing import chain
 from doctor_plugin.tests import base
 
 
 class TestPlacement(base.TestCase):
 
     def test_one_host_round_robin(self):
-        settings = demo.ChainSettings(vms=6, tenants=3)
-        instances = demo.placement(settings)
+        settings = chain.ChainSettings(vms=6, tenants=3)
+        instances = chain.placement(settings)
         self.assertEqual({'compute-0'}, {i.host for i in instances})
         self.assertEqual(['tenant-000', 'tenant-001', 'tenant-002'] * 2,
                          [i.project_id for i in instances])
         self.assertEqual(6, len({i.id for i in instances}))
 
     def test_rack_tenants_span_neighbouring_hosts(self):
-        settings = demo.ChainSettings(hosts=40, vms=250, tenants=100,
-                                      tenants_per_host=10, host='rack')
-        instances = demo.placement(settings)
+        settings = chain.ChainSettings(hosts=40, vms=250, tenants=100,
+                                       tenants_per_host=10, host='rack')
+        instances = chain.placement(settings)
         self.assertEqual(10000, len({i.id for i in instances}))
         by_host = collections.defaultdict(set)
         spans = collections.defaultdict(set)
@@ -30,14 +30,14 @@ class TestPlacement(base.TestCase):
         self.assertEqual({10}, {len(t) for t in by_host.values()})
         self.assertEqual(100, len(spans))
         self.assertEqual({4}, {len(h) for h in spans.values()})
-        self.assertEqual('rack-000', demo.host_names(settings)[0])
+        self.assertEqual('rack-000', chain.host_names(settings)[0])
 
 
 class TestChainSettings(base.TestCase):
 
     def test_listener_process_needs_a_real_broker(self):
-        settings = demo.ChainSettings(alarms_in='listener',
-                                      listener_process=True)
-        exc = self.assertRaises(ValueError, demo.Chain, settings,
+        settings = chain.ChainSettings(alarms_in='listener',
+                                       listener_process=True)
+        exc = self.assertRaises(ValueError, chain.Chain, settings,
                                 self.timeline)
         self.assertIn('fake://', str(exc))
