@@ -4,7 +4,9 @@ The benchmark runs the parts that stand for other machines (a tenant's
 consumer, Nova) in their own interpreters, so that their work does not
 compete with the chain under test for the GIL. Each such server is a
 ``python -m <module>`` that prints one JSON line (its address) when it is
-ready and stops on SIGTERM.
+ready and stops on SIGTERM: :class:`ChildServer` starts one, waits for
+that line and stops it. ``NovaStandInProcess``, ``ConsumerProcess`` and
+the chain's alarm listener process are built on it.
 """
 
 from __future__ import annotations

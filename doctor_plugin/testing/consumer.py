@@ -3,7 +3,11 @@
 A real HTTP server on loopback that accepts Aodh's alarm webhook
 (``POST`` with ``alarm_id, alarm_name, severity, previous, current, reason,
 reason_data``) and records what it received and when. The demo, the
-benchmark and the functional tests use it where a tenant's VNFM would be.
+benchmark and the functional tests use it where a tenant's VNFM would be,
+and a notifier plugin's tests can point its webhooks at it:
+:class:`ConsumerServer` serves in a thread of the test's process,
+:class:`ConsumerProcess` in a process of its own, and both wait for the
+alarms with :meth:`AlarmLog.wait_for`.
 """
 
 from __future__ import annotations
