@@ -9,16 +9,16 @@ import shutil
 import sys
 
 from doctor_plugin.bench import fuzz
+from doctor_plugin.bench import harness
 from doctor_plugin.bench import poison
 from doctor_plugin.bench import reliability
-from doctor_plugin.bench import scenarios
 from doctor_plugin.tests.functional import base
 
 
 class TestReliability(base.FunctionalTestCase):
 
     def run_scenario(self, run, **options):
-        result = run(scenarios.BenchOptions(
+        result = run(harness.BenchOptions(
             transport_url=base.TRANSPORT_URL, **options),
             lambda line: print(line, file=sys.stderr))
         # The figures, in the test's output for the issue note.
