@@ -12,7 +12,6 @@ from oslo_config import cfg
 from oslo_messaging import opts as messaging_opts
 
 import doctor_plugin.alarms.evaluator
-import doctor_plugin.controller.nova
 import doctor_plugin.delivery
 import doctor_plugin.event
 import doctor_plugin.inspector.api
@@ -30,6 +29,7 @@ import doctor_plugin.monitors.tcp
 import doctor_plugin.notifiers.log
 import doctor_plugin.notifiers.messaging
 import doctor_plugin.notifiers.webhook
+import doctor_plugin.nova.client
 import doctor_plugin.pipeline
 import doctor_plugin.topology.nova
 import doctor_plugin.transformers.alertmanager
@@ -53,7 +53,7 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
             doctor_plugin.inspector.service.OPTS,
             doctor_plugin.transformers.alertmanager.OPTS,
             doctor_plugin.transformers.nova_service.OPTS))),
-        ('nova', doctor_plugin.controller.nova.list_opts()),
+        ('nova', doctor_plugin.nova.client.list_opts()),
         ('notifier', list(itertools.chain(
             doctor_plugin.notifiers.log.OPTS,
             doctor_plugin.notifiers.messaging.OPTS,
@@ -85,10 +85,10 @@ def register_all(conf: cfg.ConfigOpts) -> None:
     and overrides name them before that.
     """
     for group, options in list_opts():
-        if group == doctor_plugin.controller.nova.GROUP:
+        if group == doctor_plugin.nova.client.GROUP:
             # Without the auth plugin's options: keystoneauth1 registers
             # those of the plugin [nova] auth_type names when it loads it.
-            doctor_plugin.controller.nova.register_opts(conf)
+            doctor_plugin.nova.client.register_opts(conf)
             continue
         if group == doctor_plugin.monitors.reporter.AUTH_GROUP:
             # Likewise.

@@ -50,8 +50,8 @@ def load_topology(compute_url: str, trace: bool = False
     # What the inspector service imports, before anything is loaded.
     from oslo_config import cfg
 
-    from doctor_plugin.controller import nova
     from doctor_plugin.inspector import service  # noqa: F401
+    from doctor_plugin.nova import client as nova
     from doctor_plugin.topology import nova as nova_topology
 
     gc.collect()

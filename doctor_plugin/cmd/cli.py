@@ -20,9 +20,9 @@ import time
 from doctor_plugin.alarms import definitions
 from doctor_plugin.common import messaging
 from doctor_plugin.common import plugins
-from doctor_plugin.controller import nova
 from doctor_plugin.delivery import store as store_mod
 from doctor_plugin import exceptions
+from doctor_plugin.nova import client as nova
 from doctor_plugin import pipeline as pipeline_mod
 from doctor_plugin import service
 from doctor_plugin.topology import hosts as topology_mod

@@ -36,9 +36,11 @@ class Backoff:
     jitter: bool = True
 
     def __post_init__(self) -> None:
-        if self.initial <= 0 or self.maximum < self.initial:
+        # initial = 0 is allowed: a retry option with min=0 means "retry
+        # at once".
+        if self.initial < 0 or self.maximum < self.initial:
             raise ValueError(
-                f'backoff needs 0 < initial <= maximum, not '
+                f'backoff needs 0 <= initial <= maximum, not '
                 f'initial={self.initial} maximum={self.maximum}')
 
     def ceiling(self, attempt: int) -> float:

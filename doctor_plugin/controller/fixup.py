@@ -29,9 +29,9 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from doctor_plugin.common import profiler
-from doctor_plugin.controller import nova
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
+from doctor_plugin.nova import client as nova
 from doctor_plugin.topology import hosts as topology
 
 LOG = logging.getLogger(__name__)

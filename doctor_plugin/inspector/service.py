@@ -9,10 +9,10 @@ from doctor_plugin.common import messaging
 from doctor_plugin.common import plugins
 from doctor_plugin.common import profiler
 from doctor_plugin.controller import fixup
-from doctor_plugin.controller import nova
 from doctor_plugin.inspector import api
 from doctor_plugin.inspector import engine
 from doctor_plugin.inspector import listener
+from doctor_plugin.nova import client as nova
 from doctor_plugin import pipeline as pipeline_mod
 from doctor_plugin.topology import hosts as topology_mod
 from doctor_plugin.topology import nova as nova_topology

@@ -79,7 +79,7 @@ RETRY_MAX = 60.0
 
 
 class ServerSource(typing.Protocol):
-    """Where servers come from: ``controller.nova.NovaClient`` in use."""
+    """Where servers come from: ``nova.client.NovaClient`` in use."""
 
     def list_servers(self, host: str | None = None,
                      page_size: int = PAGE_SIZE
@@ -265,7 +265,7 @@ class NovaTopologySync:
 
     :param conf: service configuration (``[inspector]`` options)
     :param source: lists Nova's servers (``list_servers``), a
-        :class:`doctor_plugin.controller.nova.NovaClient` in a deployment
+        :class:`doctor_plugin.nova.client.NovaClient` in a deployment
     :param topology: the map to keep current (a new one by default)
     :param clock: monotonic seconds, for tombstone lifetimes (tests)
 

@@ -6,10 +6,10 @@ import uuid
 
 from doctor_plugin.common import activity
 from doctor_plugin.controller import fixup
-from doctor_plugin.controller import nova
 from doctor_plugin import event as event_model
+from doctor_plugin.nova import client as nova
 from doctor_plugin.tests import base
-from doctor_plugin.tests.unit.controller import test_nova
+from doctor_plugin.tests.unit.nova import test_client as test_nova
 from doctor_plugin.topology import hosts as topology
 
 HOST = 'compute-1'

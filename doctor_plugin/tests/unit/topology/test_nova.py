@@ -8,8 +8,8 @@ import fixtures
 import oslo_messaging
 
 from doctor_plugin.common import messaging
-from doctor_plugin.controller import nova as nova_client
 from doctor_plugin import exceptions
+from doctor_plugin.nova import client as nova_client
 from doctor_plugin import opts
 from doctor_plugin.testing import nova as nova_standin
 from doctor_plugin.tests import base

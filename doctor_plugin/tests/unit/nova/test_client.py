@@ -11,8 +11,8 @@ import fixtures
 from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 
-from doctor_plugin.controller import nova
 from doctor_plugin import exceptions
+from doctor_plugin.nova import client as nova
 from doctor_plugin import opts
 from doctor_plugin.testing import nova as nova_standin
 from doctor_plugin.tests import base

@@ -1,4 +1,9 @@
-"""The few Nova calls a Doctor controller needs, through keystoneauth1.
+"""The few Nova calls Doctor needs, through keystoneauth1.
+
+The controller forces compute services down and resets instances
+(:mod:`doctor_plugin.controller.fixup`); the topology lists the servers
+on each host (:mod:`doctor_plugin.topology.nova`). Both use one
+:class:`NovaClient`.
 
 Nova is reached the way every OpenStack service reaches another: a
 ``[nova]`` section holds keystoneauth1's auth, session and adapter options
@@ -9,18 +14,17 @@ keystoneauth1 ``Adapter`` sends the requests, with the
 argument.
 
 Every call has a timeout and bounded retries with exponential backoff and
-jitter on connection errors, timeouts and 5xx answers. Failures come out as
-our own exceptions: :class:`~doctor_plugin.exceptions.NovaAuthError` for
-401/403, :class:`~doctor_plugin.exceptions.NovaUnavailable` when the
-retries are exhausted, :class:`~doctor_plugin.exceptions.NovaError` for
-any other refusal, with Nova's own message.
+jitter (:mod:`doctor_plugin.common.retry`) on connection errors, timeouts
+and 5xx answers. Failures come out as our own exceptions:
+:class:`~doctor_plugin.exceptions.NovaAuthError` for 401/403,
+:class:`~doctor_plugin.exceptions.NovaUnavailable` when the retries are
+exhausted, :class:`~doctor_plugin.exceptions.NovaError` for any other
+refusal, with Nova's own message.
 """
 
 from __future__ import annotations
 
-import random
 import threading
-import time
 import typing
 import urllib.parse
 
@@ -34,6 +38,8 @@ import requests
 
 from doctor_plugin.common import httpsession
 from doctor_plugin.common import ksopts
+from doctor_plugin.common import retry
+from doctor_plugin.common import urls
 from doctor_plugin import exceptions
 
 LOG = logging.getLogger(__name__)
@@ -89,7 +95,7 @@ _T = typing.TypeVar('_T')
 
 
 class _Retriable(Exception):
-    """A 5xx answer: worth another attempt."""
+    """A 5xx answer, a connection error or a timeout: worth another try."""
 
 
 #: The longest wait between two retries of one request, in seconds.
@@ -131,16 +137,6 @@ def list_opts() -> list[cfg.Opt]:
 def register_opts(conf: cfg.ConfigOpts) -> None:
     """Register the ``[nova]`` options a service reads on ``conf``."""
     conf.register_opts(_runtime_opts(), group=GROUP)
-
-
-def _backoff(initial: float, attempt: int) -> float:
-    """The wait before retry ``attempt`` (1-based): exponential, jittered.
-
-    The jitter spreads the retries of the many concurrent resets of one
-    fault, so that a recovering Nova is not hit by all of them at once.
-    """
-    ceiling = min(MAX_BACKOFF, initial * 2 ** (attempt - 1))
-    return random.uniform(ceiling / 2, ceiling)
 
 
 def _nova_message(resp: requests.Response) -> str:
@@ -258,7 +254,7 @@ class NovaClient:
         # microversions", which would make a Nova outage look like a
         # Nova too old to force a service down.
         disc = self._call(
-            f'read the version document at {endpoint}',
+            f'read the version document at {urls.redact(endpoint)}',
             lambda: ks_discover.Discover(self._adapter.session, endpoint,
                                          authenticated=False))
         found = (2, 0)
@@ -269,7 +265,7 @@ class NovaClient:
         with self._lock:
             self._max_version = found
         LOG.info('Nova at %s supports compute API microversions up to '
-                 '%d.%d', endpoint, *found)
+                 '%d.%d', urls.redact(endpoint), *found)
         return found
 
     def _forget_version(self) -> None:
@@ -455,9 +451,10 @@ class NovaClient:
         """Run ``func`` with the retry policy and our exception types."""
         group = self.conf[GROUP]
         attempts = group.retries + 1
-        for attempt in range(1, attempts + 1):
+
+        def attempt() -> _T:
             try:
-                result = func()
+                return func()
             except exceptions.NovaError:
                 self._set_available(True)  # it answered, if with a no
                 raise
@@ -475,9 +472,9 @@ class NovaClient:
                 if (exc.http_status or 0) < 500:
                     raise exceptions.NovaError(
                         f'could not {what}: {exc}') from None
-                problem = str(exc)
-            except (_Retriable, ks_exc.ConnectionError) as exc:
-                problem = str(exc)
+                raise _Retriable(str(exc)) from None
+            except ks_exc.ConnectionError as exc:
+                raise _Retriable(str(exc)) from None
             except ks_exc.DiscoveryFailure as exc:
                 raise exceptions.NovaError(
                     f'could not {what}: {exc}') from None
@@ -486,15 +483,24 @@ class NovaClient:
                 raise exceptions.NovaError(
                     f'could not {what}: {exc}. Check the [nova] '
                     f'options') from None
-            else:
-                self._set_available(True)
-                return result
-            if attempt < attempts:
-                delay = _backoff(group.retry_backoff, attempt)
-                LOG.debug('Nova: could not %s (%s); retry %d/%d in '
-                          '%.2f s', what, problem, attempt, attempts - 1,
-                          delay)
-                time.sleep(delay)
+
+        def log_retry(attempt: int, exc: BaseException, delay: float
+                      ) -> None:
+            LOG.debug('Nova: could not %s (%s); retry %d/%d in %.2f s',
+                      what, exc, attempt, attempts - 1, delay)
+
+        try:
+            result = retry.call(
+                attempt,
+                backoff=retry.Backoff(min(group.retry_backoff, MAX_BACKOFF),
+                                      MAX_BACKOFF),
+                retry_if=lambda exc: isinstance(exc, _Retriable),
+                attempts=attempts, before_sleep=log_retry)
+        except _Retriable as exc:
+            problem = str(exc)
+        else:
+            self._set_available(True)
+            return result
         with self._lock:
             first, self._unavailable = not self._unavailable, True
         (LOG.error if first else LOG.debug)(
