@@ -19,7 +19,6 @@ import collections
 import concurrent.futures
 import dataclasses
 import os
-import random
 import threading
 import time
 import typing
@@ -29,6 +28,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from doctor_plugin.common import profiler
+from doctor_plugin.common import retry
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.nova import client as nova
@@ -403,13 +403,12 @@ class NovaController:
                    call: typing.Callable[[], typing.Any]) -> typing.Any:
         """Run ``call``, retrying while Nova is unavailable.
 
-        Gives up at the job's deadline (checked between tries), when the job
-        is stopped, and at once on an auth error, which stops the whole job:
-        its other calls would be refused the same way.
+        Gives up at the job's deadline, when the job is stopped (also
+        during a wait), and at once on an auth error, which stops the
+        whole job: its other calls would be refused the same way. Each
+        try first yields to the notification work (:meth:`yield_to`).
         """
-        initial = max(self.conf.nova.retry_backoff, 0.01)
-        attempt = 0
-        while True:
+        def attempt() -> typing.Any:
             job.check()
             if self._wait_idle is not None:
                 self._wait_idle(MAX_YIELD)
@@ -419,22 +418,32 @@ class NovaController:
             except exceptions.NovaAuthError:
                 job.halt(AUTH_REFUSED)
                 raise
-            except exceptions.NovaUnavailable:
-                remaining = job.deadline - time.monotonic()
-                if remaining <= 0:
-                    raise
-                if not job.nova_waited:
-                    job.nova_waited = True
-                    LOG.warning('Nova is unavailable; the fix-up of host %s '
-                                'keeps trying for %.0f s more', job.host,
-                                remaining)
-            attempt += 1
-            step = min(MAX_PATIENCE_STEP, initial * 2 ** attempt)
-            if job.stop.wait(min(remaining,
-                                 random.uniform(step / 2, step))):
+
+        def before_wait(attempt: int, exc: BaseException,
+                        delay: float) -> None:
+            if not job.nova_waited:
+                job.nova_waited = True
+                LOG.warning('Nova is unavailable; the fix-up of host %s '
+                            'keeps trying for %.0f s more', job.host,
+                            job.deadline - time.monotonic())
+
+        def wait(delay: float) -> None:
+            if job.stop.wait(delay):
                 job.check()
             LOG.debug('Nova fix-up of host %s: trying again to %s',
                       job.host, what)
+
+        # Each NovaClient call already retried within [nova] retries: these
+        # waits are longer, up to MAX_PATIENCE_STEP, so that an outage
+        # costs few calls and a returning Nova is still used promptly.
+        first = max(self.conf.nova.retry_backoff, 0.01) * 2
+        return retry.call(
+            attempt,
+            backoff=retry.Backoff(min(first, MAX_PATIENCE_STEP),
+                                  MAX_PATIENCE_STEP),
+            retry_if=lambda exc: isinstance(exc, exceptions.NovaUnavailable),
+            deadline=job.deadline - time.monotonic(),
+            before_sleep=before_wait, sleep=wait)
 
     @staticmethod
     def _outcome(job: _Job, service_ok: bool,

@@ -33,6 +33,7 @@ from oslo_log import log as logging
 import oslo_messaging
 
 from doctor_plugin.common import messaging
+from doctor_plugin.common import retry
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.topology import hosts as topology_mod
@@ -467,25 +468,26 @@ class NovaTopologySync:
 
     def _run(self) -> None:
         interval = self.conf.inspector.topology_resync_interval
-        backoff = RETRY_MIN
-        failed = not self.loaded.is_set()
+        # Not jittered: one loader per inspector, nothing to spread.
+        backoff = retry.Backoff(RETRY_MIN, RETRY_MAX, jitter=False)
+        failures = 0 if self.loaded.is_set() else 1
         while not self._stopping.is_set():
             # After a failure retry soon, whatever the interval: the map
-            # may be empty, or missing what a reconnect lost.
-            self._wake.wait(backoff if failed else (interval or None))
+            # may be empty, or missing what a reconnect lost. The wait is
+            # on an event, so request_resync and stop cut it short.
+            self._wake.wait(backoff.delay(failures) if failures
+                            else (interval or None))
             self._wake.clear()
             if self._stopping.is_set():
                 return
             try:
                 self.resync()
             except Exception as exc:
-                if failed:
-                    backoff = min(backoff * 2, RETRY_MAX)
-                failed = True
+                failures += 1
                 LOG.error('Could not load the instances from Nova: %s; '
-                          'retrying in %.0f s', exc, backoff)
+                          'retrying in %.0f s', exc, backoff.delay(failures))
             else:
-                failed, backoff = False, RETRY_MIN
+                failures = 0
 
 
 def default_pool() -> str:
