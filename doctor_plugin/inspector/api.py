@@ -41,7 +41,7 @@ from doctor_plugin.inspector import engine
 from doctor_plugin.inspector import ratelimit
 from doctor_plugin import policies
 from doctor_plugin.transformers import base as transformer_base
-from doctor_plugin.transformers import doctor as transformer_doctor
+from doctor_plugin.transformers import payload as checks
 
 LOG = logging.getLogger(__name__)
 
@@ -240,7 +240,7 @@ class InspectorAPI:
             # json gives up on a nesting about a thousand levels deep.
             return _error(400, 'body is nested too deeply; no payload the '
                                'inspector takes nests more than '
-                               f'{transformer_doctor.MAX_DEPTH} levels')
+                               f'{checks.MAX_DEPTH} levels')
         try:
             events = transformer.transform(payload)
             event_model.check_limits(events, self.conf.inspector.max_traits,

@@ -40,7 +40,8 @@ from oslo_log import log as logging
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.transformers import base
-from doctor_plugin.transformers import doctor
+from doctor_plugin.transformers import host_events
+from doctor_plugin.transformers import payload as checks
 
 LOG = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ PAYLOAD_VERSION = '4'
 COLLECTD_STATUS = {'FAILURE': 'down', 'OKAY': 'up'}
 
 #: Most alerts one request may hold.
-MAX_ALERTS = doctor.MAX_EVENTS
+MAX_ALERTS = checks.MAX_EVENTS
 
 
 def strip_port(value: str) -> str:
@@ -87,12 +88,12 @@ def _text_map(value: typing.Any, path: str) -> dict[str, str]:
             for k, v in value.items()):
         raise exceptions.InvalidPayload(
             path, f'must be an object of strings, got '
-                  f'{doctor.json_type(value)}')
+                  f'{checks.json_type(value)}')
     return value
 
 
 def _time(alert: dict, key: str, path: str) -> datetime.datetime:
-    text = doctor.check_text(alert.get(key), f'{path}.{key}')
+    text = checks.check_text(alert.get(key), f'{path}.{key}')
     try:
         return event_model.parse_datetime(text)
     except (ValueError, OverflowError):
@@ -116,7 +117,7 @@ class _AlertTransformer(base.TransformerBase):
         if not isinstance(alerts, list):
             raise exceptions.InvalidPayload(
                 path, f'must be an array of alerts, got '
-                      f'{doctor.json_type(alerts)}')
+                      f'{checks.json_type(alerts)}')
         if len(alerts) > MAX_ALERTS:
             raise exceptions.InvalidPayload(
                 path, f'holds {len(alerts)} alerts; at most {MAX_ALERTS} '
@@ -130,7 +131,7 @@ class _AlertTransformer(base.TransformerBase):
         if not isinstance(alert, dict):
             raise exceptions.InvalidPayload(
                 path, f'each alert must be an object, got '
-                      f'{doctor.json_type(alert)}')
+                      f'{checks.json_type(alert)}')
         labels = _text_map(alert.get('labels'), f'{path}.labels')
         if 'annotations' in alert:
             _text_map(alert['annotations'], f'{path}.annotations')
@@ -150,7 +151,7 @@ class _AlertTransformer(base.TransformerBase):
                 f'{path}.labels', f'alert {name!r} names no host: none of '
                                   f'the labels {", ".join(host_labels)} is '
                                   f'set')
-        host = doctor.check_text(strip_port(host), f'{path}.labels')
+        host = checks.check_text(strip_port(host), f'{path}.labels')
         detected = started
         if status == 'up' and alert.get('endsAt'):
             detected = _time(alert, 'endsAt', path)
@@ -161,9 +162,9 @@ class _AlertTransformer(base.TransformerBase):
         extra = {'cause': name}
         for label in ('severity', 'interface'):
             value = labels.get(label)
-            if value and len(value) <= doctor.MAX_STRING_LENGTH:
+            if value and len(value) <= event_model.MAX_STRING_LENGTH:
                 extra[label] = value
-        return doctor.host_event(
+        return host_events.host_event(
             host, status, self.monitor, f'{key}@{started.isoformat()}',
             detected, generated, extra, alert)
 
@@ -179,12 +180,12 @@ class AlertmanagerTransformer(_AlertTransformer):
         if not isinstance(payload, dict):
             raise exceptions.InvalidPayload(
                 '', f"the body must be Alertmanager's webhook object "
-                    f"(version 4), got {doctor.json_type(payload)}")
-        doctor.check_document(payload)
+                    f"(version 4), got {checks.json_type(payload)}")
+        checks.check_document(payload)
         version = payload.get('version', PAYLOAD_VERSION)
         if version != PAYLOAD_VERSION:
             raise exceptions.InvalidPayload(
-                'version', f'payload version {doctor.shown(version)} is not '
+                'version', f'payload version {checks.shown(version)} is not '
                            f'supported;'
                            f' Alertmanager sends version '
                            f'{PAYLOAD_VERSION!r}')
@@ -199,7 +200,7 @@ class AlertmanagerTransformer(_AlertTransformer):
             if state not in ('firing', 'resolved'):
                 raise exceptions.InvalidPayload(
                     f'{path}.status', f"must be 'firing' or 'resolved', "
-                                      f"got {doctor.shown(state)}")
+                                      f"got {checks.shown(state)}")
             ev = self._event(alert, path, opts.alertmanager_alertnames,
                              opts.alertmanager_host_labels,
                              'down' if state == 'firing' else 'up',
@@ -219,7 +220,7 @@ class CollectdTransformer(_AlertTransformer):
                   ) -> list[event_model.Event]:
         if isinstance(payload, dict):
             payload = [payload]
-        doctor.check_document(payload)
+        checks.check_document(payload)
         generated = event_model.utcnow()
         events = []
         for index, alert in enumerate(self._alerts(payload, '')):
@@ -232,7 +233,7 @@ class CollectdTransformer(_AlertTransformer):
                     raise exceptions.InvalidPayload(
                         f'{path}.labels.severity',
                         f"must be collectd's FAILURE, WARNING or OKAY, "
-                        f"got {doctor.shown(severity)}")
+                        f"got {checks.shown(severity)}")
             ev = self._event(alert, path,
                              self.conf.inspector.collectd_alertnames,
                              ['instance'], COLLECTD_STATUS.get(severity),

@@ -21,7 +21,7 @@ import typing
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.transformers import base
-from doctor_plugin.transformers import doctor
+from doctor_plugin.transformers import payload as checks
 
 #: Longest error message given back: the event model's quote the values.
 MAX_MESSAGE = 300
@@ -45,7 +45,7 @@ class CeilometerEventTransformer(base.TransformerBase):
             raise exceptions.InvalidPayload(
                 '', 'expected a non-empty JSON list of Ceilometer events '
                     '(message_id, event_type, generated, traits, raw)')
-        doctor.check_document(payload)
+        checks.check_document(payload)
         events = []
         for index, item in enumerate(payload):
             if not isinstance(item, dict):

@@ -28,7 +28,7 @@ import uuid
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.transformers import base
-from doctor_plugin.transformers import doctor
+from doctor_plugin.transformers import payload as checks
 
 #: virDomainEventType, in libvirt's order (its integer codes).
 EVENTS = ('defined', 'undefined', 'started', 'suspended', 'resumed',
@@ -62,7 +62,7 @@ def _name(value: typing.Any, names: tuple[str, ...], path: str,
         return value.lower()
     raise exceptions.InvalidPayload(
         path, f'must be a libvirt {what} ({", ".join(names)}, or its '
-              f'code 0-{len(names) - 1}), got {doctor.shown(value)}')
+              f'code 0-{len(names) - 1}), got {checks.shown(value)}')
 
 
 class LibvirtLifecycleTransformer(base.TransformerBase):
@@ -77,10 +77,10 @@ class LibvirtLifecycleTransformer(base.TransformerBase):
             raise exceptions.InvalidPayload(
                 '', 'expected a libvirt lifecycle event object or a '
                     'non-empty list of them')
-        if len(payload) > doctor.MAX_EVENTS:
+        if len(payload) > checks.MAX_EVENTS:
             raise exceptions.InvalidPayload(
-                '', f'at most {doctor.MAX_EVENTS} events per request')
-        doctor.check_document(payload)
+                '', f'at most {checks.MAX_EVENTS} events per request')
+        checks.check_document(payload)
         generated = event_model.utcnow()
         events = []
         for index, item in enumerate(payload):
@@ -88,14 +88,14 @@ class LibvirtLifecycleTransformer(base.TransformerBase):
             if not isinstance(item, dict):
                 raise exceptions.InvalidPayload(
                     path, f'each event must be an object, got '
-                          f'{doctor.json_type(item)}')
-            host = doctor.check_text(item.get('host'), f'{path}.host')
+                          f'{checks.json_type(item)}')
+            host = checks.check_text(item.get('host'), f'{path}.host')
             domain = item.get('domain')
             if not isinstance(domain, dict):
                 raise exceptions.InvalidPayload(
                     f'{path}.domain', 'must be an object with the '
                                       "domain's uuid")
-            instance = doctor.check_text(domain.get('uuid'),
+            instance = checks.check_text(domain.get('uuid'),
                                          f'{path}.domain.uuid')
             event = _name(item.get('event'), EVENTS, f'{path}.event',
                           'lifecycle event')
@@ -106,10 +106,10 @@ class LibvirtLifecycleTransformer(base.TransformerBase):
             elif detail is not None:
                 if isinstance(detail, int) and not isinstance(detail, bool):
                     detail = str(detail)
-                detail = doctor.check_text(detail, f'{path}.detail')
+                detail = checks.check_text(detail, f'{path}.detail')
             when = generated
             if 'time' in item:
-                text = doctor.check_text(item['time'], f'{path}.time')
+                text = checks.check_text(item['time'], f'{path}.time')
                 try:
                     when = event_model.parse_datetime(text)
                 except (ValueError, OverflowError):
@@ -133,7 +133,7 @@ class LibvirtLifecycleTransformer(base.TransformerBase):
             if isinstance(domain.get('name'), str) and domain['name']:
                 traits.append(event_model.Trait(
                     'domain', _TEXT,
-                    doctor.check_text(domain['name'],
+                    checks.check_text(domain['name'],
                                       f'{path}.domain.name')))
             events.append(event_model.Event(
                 message_id=str(uuid.uuid5(_NAMESPACE, '/'.join(

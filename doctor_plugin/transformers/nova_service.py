@@ -28,7 +28,8 @@ from oslo_log import log as logging
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.transformers import base
-from doctor_plugin.transformers import doctor
+from doctor_plugin.transformers import host_events
+from doctor_plugin.transformers import payload as checks
 
 LOG = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def _check_bool(data: dict, key: str, path: str) -> bool:
     if not isinstance(value, bool):
         raise exceptions.InvalidPayload(
             f'{path}.{key}',
-            f'must be true or false, got {doctor.json_type(value)}')
+            f'must be true or false, got {checks.json_type(value)}')
     return value
 
 
@@ -84,9 +85,9 @@ def _optional_time(container: typing.Mapping[str, typing.Any], key: str,
     expected = "null or an ISO 8601 time such as '2012-10-29T13:42:05Z'"
     if not isinstance(value, str):
         raise exceptions.InvalidPayload(
-            field, f'must be {expected}, got {doctor.json_type(value)}')
+            field, f'must be {expected}, got {checks.json_type(value)}')
     try:
-        return event_model.parse_datetime(doctor.check_text(value, field))
+        return event_model.parse_datetime(checks.check_text(value, field))
     except (ValueError, OverflowError):
         raise exceptions.InvalidPayload(
             field, f'must be {expected}, got {value[:64]!r}') from None
@@ -97,11 +98,11 @@ def _service_data(payload: typing.Any) -> dict:
     if not isinstance(payload, dict):
         raise exceptions.InvalidPayload(
             '', f'the payload must be a Nova versioned notification payload '
-                f'(an object), got {doctor.json_type(payload)}')
+                f'(an object), got {checks.json_type(payload)}')
     name = payload.get('nova_object.name')
     if name != PAYLOAD_NAME:
         shown = (repr(name[:64]) if isinstance(name, str)
-                 else doctor.json_type(name))
+                 else checks.json_type(name))
         raise exceptions.InvalidPayload(
             'nova_object.name',
             f'must be {PAYLOAD_NAME!r}, got {shown}; the service.update '
@@ -111,7 +112,7 @@ def _service_data(payload: typing.Any) -> dict:
     if (not isinstance(version, str)
             or version.split('.')[0] != str(PAYLOAD_MAJOR_VERSION)):
         shown = (repr(version[:64]) if isinstance(version, str)
-                 else doctor.json_type(version))
+                 else checks.json_type(version))
         raise exceptions.InvalidPayload(
             'nova_object.version',
             f'must be a {PAYLOAD_MAJOR_VERSION}.x version, got {shown}')
@@ -119,7 +120,7 @@ def _service_data(payload: typing.Any) -> dict:
     if not isinstance(data, dict):
         raise exceptions.InvalidPayload(
             'nova_object.data',
-            f'must be an object, got {doctor.json_type(data)}')
+            f'must be an object, got {checks.json_type(data)}')
     return data
 
 
@@ -143,29 +144,29 @@ class ServiceUpdateTransformer(base.TransformerBase):
     def transform(self, payload: typing.Any,
                   metadata: typing.Mapping[str, typing.Any] | None = None
                   ) -> list[event_model.Event]:
-        doctor.check_document(payload)
+        checks.check_document(payload)
         data = _service_data(payload)
         path = 'nova_object.data'
-        binary = doctor.check_text(data.get('binary'), f'{path}.binary')
+        binary = checks.check_text(data.get('binary'), f'{path}.binary')
         if binary != COMPUTE_BINARY:
             LOG.debug('Ignoring service.update of %(binary)s on %(host)s',
                       {'binary': binary, 'host': data.get('host')})
             return []
-        host = doctor.check_text(data.get('host'), f'{path}.host')
+        host = checks.check_text(data.get('host'), f'{path}.host')
         forced_down = _check_bool(data, 'forced_down', path)
         disabled = _check_bool(data, 'disabled', path)
         disabled_reason = data.get('disabled_reason')
         if disabled_reason:
             # Nova's free text; empty is as good as null and gives no trait.
-            doctor.check_text(disabled_reason, f'{path}.disabled_reason')
+            checks.check_text(disabled_reason, f'{path}.disabled_reason')
         elif disabled_reason not in (None, ''):
             raise exceptions.InvalidPayload(
                 f'{path}.disabled_reason',
                 f'must be null or a string, got '
-                f'{doctor.json_type(disabled_reason)}')
+                f'{checks.json_type(disabled_reason)}')
         service_id = data.get('uuid')
         if service_id is not None:
-            doctor.check_text(service_id, f'{path}.uuid')
+            checks.check_text(service_id, f'{path}.uuid')
             try:
                 uuid.UUID(service_id)
             except ValueError:
@@ -179,7 +180,7 @@ class ServiceUpdateTransformer(base.TransformerBase):
         sent_at = _optional_time(metadata, 'timestamp', 'metadata.timestamp')
         notification_id = metadata.get('message_id')
         if notification_id is not None:
-            doctor.check_text(notification_id, 'metadata.message_id')
+            checks.check_text(notification_id, 'metadata.message_id')
         generated = event_model.utcnow()
         now = sent_at or generated
 
@@ -199,7 +200,7 @@ class ServiceUpdateTransformer(base.TransformerBase):
             # state and the notification's time, so that a redelivered
             # notification keeps its id (when it carries a timestamp).
             notification_id = str(uuid.uuid5(
-                doctor.DETECTION_NAMESPACE,
+                host_events.DETECTION_NAMESPACE,
                 json.dumps([host, status, now.isoformat()])))
 
         traits = [
@@ -232,8 +233,8 @@ class ServiceUpdateTransformer(base.TransformerBase):
                   '(cause %(cause)s)',
                   {'host': host, 'status': status, 'cause': cause})
         return [event_model.Event(
-            message_id=doctor.detection_id(MONITOR, notification_id, host,
-                                           status),
+            message_id=host_events.detection_id(MONITOR, notification_id,
+                                                host, status),
             event_type=f'compute.host.{status}',
             generated=generated,
             traits=traits,

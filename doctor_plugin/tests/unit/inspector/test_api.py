@@ -17,7 +17,7 @@ from doctor_plugin.testing import consumer
 from doctor_plugin.tests import base
 from doctor_plugin.tests import notifications
 from doctor_plugin.topology import hosts as topology
-from doctor_plugin.transformers import doctor
+from doctor_plugin.transformers import host_events
 
 
 def closed_port():
@@ -103,9 +103,9 @@ class TestInspectorAPI(APITestCase):
     def test_put_events_publishes_fan_out(self):
         response = self.request(body=doctor_body())
         self.assertEqual(200, response.status_code)
-        expected_id = doctor.detection_id('monitor_sample',
-                                          'monitor_sample_event1',
-                                          'compute-1', 'down')
+        expected_id = host_events.detection_id('monitor_sample',
+                                               'monitor_sample_event1',
+                                               'compute-1', 'down')
         self.assertEqual({'events': [expected_id], 'published': 3},
                          response.json)
         (batch,) = self.recorder.batches

@@ -12,6 +12,8 @@ from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.tests import base
 from doctor_plugin.transformers import doctor
+from doctor_plugin.transformers import host_events
+from doctor_plugin.transformers import payload as checks
 
 TEXT = event_model.TraitType.TEXT
 DATETIME = event_model.TraitType.DATETIME
@@ -156,7 +158,7 @@ class TestDoctorEventTransformer(base.TestCase):
     def test_message_id_is_uuid5_of_the_detection(self):
         ev = self.transformer.transform(sample_monitor_body())[0]
         expected = uuid.uuid5(
-            doctor.DETECTION_NAMESPACE,
+            host_events.DETECTION_NAMESPACE,
             json.dumps(['monitor_sample', 'monitor_sample_event1',
                         'compute-1', 'down']))
         self.assertEqual(str(expected), ev.message_id)
@@ -184,8 +186,8 @@ class TestDoctorEventTransformer(base.TestCase):
             self.assertNotEqual(reference, message_id, key)
 
     def test_detection_id_fields_cannot_run_together(self):
-        self.assertNotEqual(doctor.detection_id('a', 'bc', 'h', 'down'),
-                            doctor.detection_id('ab', 'c', 'h', 'down'))
+        self.assertNotEqual(host_events.detection_id('a', 'bc', 'h', 'down'),
+                            host_events.detection_id('ab', 'c', 'h', 'down'))
 
     def test_round_trip_through_serialize(self):
         for body in (sample_monitor_body(), vitrage_style_body()):
@@ -212,13 +214,13 @@ class TestDoctorEventTransformer(base.TestCase):
         self.assertInvalid([], '', 'non-empty')
 
     def test_body_of_max_events_is_accepted(self):
-        body = sample_monitor_body() * doctor.MAX_EVENTS
-        self.assertEqual(doctor.MAX_EVENTS,
+        body = sample_monitor_body() * checks.MAX_EVENTS
+        self.assertEqual(checks.MAX_EVENTS,
                          len(self.transformer.transform(body)))
 
     def test_body_longer_than_max_events_is_rejected(self):
-        self.assertEqual(1000, doctor.MAX_EVENTS)
-        body = sample_monitor_body() * (doctor.MAX_EVENTS + 1)
+        self.assertEqual(1000, checks.MAX_EVENTS)
+        body = sample_monitor_body() * (checks.MAX_EVENTS + 1)
         exc = self.assertInvalid(body, '', 'at most 1000')
         self.assertIn('1001 events', exc.problem)
 

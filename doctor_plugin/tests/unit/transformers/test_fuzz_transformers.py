@@ -17,7 +17,7 @@ from doctor_plugin.common import plugins
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.tests import base
-from doctor_plugin.transformers import doctor
+from doctor_plugin.transformers import payload as checks
 
 #: Examples per test: arbitrary values are cheap to reject, near-valid
 #: documents reach further and get more.
@@ -72,7 +72,7 @@ class TransformerFuzzTestCase(base.TestCase):
                     trait.value.encode('utf-8')
                     if self.bounded_traits:
                         self.assertLessEqual(len(trait.value),
-                                             doctor.MAX_STRING_LENGTH)
+                                             event_model.MAX_STRING_LENGTH)
 
 
 class TestDoctor(TransformerFuzzTestCase):
@@ -253,11 +253,11 @@ class TestFoundByFuzzing(TransformerFuzzTestCase):
         # RecursionError signing the raw payload for the bus.
         body = self.doctor_body(extra=hostile.deep_nesting(hostile.DEEP))
         self.assertInvalid('doctor', body,
-                           '0.details.extra' + '.0' * (doctor.MAX_DEPTH - 3),
-                           f'more than {doctor.MAX_DEPTH} levels deep')
+                           '0.details.extra' + '.0' * (checks.MAX_DEPTH - 3),
+                           f'more than {checks.MAX_DEPTH} levels deep')
         # As deep as is allowed is fine.
         body = self.doctor_body(extra=hostile.deep_nesting(
-            doctor.MAX_DEPTH - 3))
+            checks.MAX_DEPTH - 3))
         self.assertEqual(1, len(self.transformer('doctor').transform(body)))
 
     def test_lone_surrogate(self):

@@ -10,7 +10,7 @@ from doctor_plugin.common import plugins
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.tests import base
-from doctor_plugin.transformers import doctor
+from doctor_plugin.transformers import host_events
 from doctor_plugin.transformers import nova_service
 
 TEXT = event_model.TraitType.TEXT
@@ -247,8 +247,8 @@ class TestServiceUpdateTransformer(base.TestCase):
 
     def test_message_id_is_deterministic(self):
         ev = self.transform_one(service_payload(forced_down=True))
-        self.assertEqual(doctor.detection_id('nova', MESSAGE_ID,
-                                             'compute-1', 'down'),
+        self.assertEqual(host_events.detection_id('nova', MESSAGE_ID,
+                                                  'compute-1', 'down'),
                          ev.message_id)
         again = self.transform_one(service_payload(forced_down=True))
         self.assertEqual(ev.message_id, again.message_id)
@@ -264,7 +264,7 @@ class TestServiceUpdateTransformer(base.TestCase):
         del metadata['message_id']
         ev = self.transform_one(service_payload(forced_down=True), metadata)
         expected = str(uuid.uuid5(
-            doctor.DETECTION_NAMESPACE,
+            host_events.DETECTION_NAMESPACE,
             json.dumps(['compute-1', 'down', SENT_AT.isoformat()])))
         self.assertEqual(expected, ev.trait('monitor_event_id'))
         again = self.transform_one(service_payload(forced_down=True),
@@ -282,7 +282,7 @@ class TestServiceUpdateTransformer(base.TestCase):
         self.assertEqual('compute.host.up', ev.event_type)
         self.assertEqual(NOW, ev.trait('time'))
         self.assertEqual(
-            str(uuid.uuid5(doctor.DETECTION_NAMESPACE,
+            str(uuid.uuid5(host_events.DETECTION_NAMESPACE,
                            json.dumps(['compute-1', 'up',
                                        NOW.isoformat()]))),
             ev.trait('monitor_event_id'))
