@@ -11,8 +11,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
-import hashlib
-import hmac
 import math
 import typing
 import uuid
@@ -293,45 +291,3 @@ def check_limits(events: typing.Iterable[Event], max_traits: int,
                     f'value of trait {trait.name!r} of {event.event_type} '
                     f'has {len(trait.value)} characters, over the limit of '
                     f'{max_string_length} ([inspector] max_string_length)')
-
-
-def _flatten(message: dict, prefix: str = ''):
-    for name, value in sorted(message.items()):
-        key = f'{prefix}{name}'
-        if isinstance(value, dict):
-            yield from _flatten(value, key + ':')
-        else:
-            yield key, value
-
-
-def compute_signature(message: dict, secret: str | None) -> str:
-    """Sign a serialised event the way Ceilometer's publishers do.
-
-    HMAC-SHA256 over the sorted, flattened key/value pairs, leaving out any
-    existing ``message_signature``. An empty secret gives an empty signature.
-    """
-    if not secret:
-        return ''
-    digest = hmac.new(secret.encode('utf-8'), b'', hashlib.sha256)
-    for name, value in _flatten(message):
-        if name == 'message_signature':
-            continue
-        digest.update(str(name).encode('utf-8'))
-        digest.update(str(value).encode('utf-8'))
-    return digest.hexdigest()
-
-
-def verify_signature(message: dict, secret: str | None) -> bool:
-    """Check a message's ``message_signature`` in constant time."""
-    expected = compute_signature(message, secret)
-    # Compare bytes: compare_digest raises TypeError on non-ASCII str.
-    return hmac.compare_digest(
-        expected.encode('utf-8'),
-        str(message.get('message_signature', '')).encode('utf-8'))
-
-
-def message_from_event(event: Event, secret: str | None) -> dict:
-    """Serialise and sign an event for the bus, as Ceilometer does."""
-    message = event.serialize()
-    message['message_signature'] = compute_signature(message, secret)
-    return message

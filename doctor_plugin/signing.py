@@ -1,5 +1,15 @@
-"""Signed webhooks: the sender's signature and the receiver's check.
+"""Signatures: of webhooks, and of event messages on the bus.
 
+Every HMAC doctor_plugin computes or checks is here, for senders and for
+receivers (this module is public: a consumer imports it to check what it
+receives).
+
+**Bus messages.** An event sent on the bus carries a ``message_signature``
+made the way Ceilometer's publishers make it (:func:`compute_signature`),
+under the ``telemetry_secret``; :func:`message_from_event` serialises and
+signs one, :func:`verify_signature` checks one.
+
+**Webhooks.**
 With ``[notifier] webhook_signing_key`` every webhook POST carries
 ``X-Doctor-Timestamp`` (Unix seconds, when it was sent) and
 ``X-Doctor-Signature: sha256=<hex>``, the HMAC-SHA256 under the key of
@@ -19,6 +29,9 @@ import hmac
 import threading
 import time
 import typing
+
+if typing.TYPE_CHECKING:
+    from doctor_plugin import event as event_model
 
 TIMESTAMP_HEADER = 'X-Doctor-Timestamp'
 SIGNATURE_HEADER = 'X-Doctor-Signature'
@@ -84,3 +97,46 @@ class Verifier:
                 return 'a replay of a request already received'
             self._seen[given] = now
         return None
+
+
+def _flatten(message: dict, prefix: str = ''):
+    for name, value in sorted(message.items()):
+        key = f'{prefix}{name}'
+        if isinstance(value, dict):
+            yield from _flatten(value, key + ':')
+        else:
+            yield key, value
+
+
+def compute_signature(message: dict, secret: str | None) -> str:
+    """Sign a serialised event the way Ceilometer's publishers do.
+
+    HMAC-SHA256 over the sorted, flattened key/value pairs, leaving out any
+    existing ``message_signature``. An empty secret gives an empty signature.
+    """
+    if not secret:
+        return ''
+    digest = hmac.new(secret.encode('utf-8'), b'', hashlib.sha256)
+    for name, value in _flatten(message):
+        if name == 'message_signature':
+            continue
+        digest.update(str(name).encode('utf-8'))
+        digest.update(str(value).encode('utf-8'))
+    return digest.hexdigest()
+
+
+def verify_signature(message: dict, secret: str | None) -> bool:
+    """Check a message's ``message_signature`` in constant time."""
+    expected = compute_signature(message, secret)
+    # Compare bytes: compare_digest raises TypeError on non-ASCII str.
+    return hmac.compare_digest(
+        expected.encode('utf-8'),
+        str(message.get('message_signature', '')).encode('utf-8'))
+
+
+def message_from_event(event: event_model.Event,
+                       secret: str | None) -> dict:
+    """Serialise and sign an event for the bus, as Ceilometer does."""
+    message = event.serialize()
+    message['message_signature'] = compute_signature(message, secret)
+    return message

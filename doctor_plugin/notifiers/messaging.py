@@ -39,6 +39,7 @@ from doctor_plugin.common import messaging
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.notifiers import base
+from doctor_plugin import signing
 
 LOG = logging.getLogger(__name__)
 
@@ -196,7 +197,7 @@ class MessagingNotifier(base.NotifierBase):
         Each carries the message_id it is sent with every time, and the
         message_id of its (first) event as its idempotency key.
         """
-        payload = [event_model.message_from_event(e, self.secret)
+        payload = [signing.message_from_event(e, self.secret)
                    for e in events]
         prepared = [_message(_EVENTS, 'sample', 'event', payload,
                              events[0].message_id, len(events))]

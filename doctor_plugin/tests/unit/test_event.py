@@ -1,8 +1,6 @@
 """Tests for doctor_plugin.event."""
 
 import datetime
-import hashlib
-import hmac
 import json
 import uuid
 
@@ -364,87 +362,6 @@ class TestEvent(base.TestCase):
         data['raw'] = ['not', 'an', 'object']
         exc = self.assertRaises(ValueError, Event.deserialize, data)
         self.assertIn("'raw' must be an object", str(exc))
-
-
-class TestSignature(base.TestCase):
-
-    SECRET = 'metering-secret'
-
-    def test_no_secret_no_signature(self):
-        message = host_down_event().serialize()
-        self.assertEqual('', event_model.compute_signature(message, None))
-        self.assertEqual('', event_model.compute_signature(message, ''))
-
-    def test_ceilometer_algorithm(self):
-        # HMAC-SHA256 over the sorted, ':'-flattened key/value pairs.
-        message = {'b': 1, 'a': {'y': 'v', 'x': [1, 2]},
-                   'message_signature': 'ignored'}
-        expected = hmac.new(self.SECRET.encode(), b'a:x[1, 2]a:yvb1',
-                            hashlib.sha256).hexdigest()
-        self.assertEqual(expected,
-                         event_model.compute_signature(message, self.SECRET))
-
-    def test_independent_of_key_order(self):
-        one = {'a': 1, 'b': {'c': 2, 'd': 3}}
-        two = {'b': {'d': 3, 'c': 2}, 'a': 1}
-        self.assertEqual(event_model.compute_signature(one, self.SECRET),
-                         event_model.compute_signature(two, self.SECRET))
-
-    def test_depends_on_content_and_secret(self):
-        message = host_down_event().serialize()
-        signature = event_model.compute_signature(message, self.SECRET)
-        self.assertNotEqual(signature,
-                            event_model.compute_signature(message, 'other'))
-        message['traits'][0][2] = 'compute-2'
-        self.assertNotEqual(signature, event_model.compute_signature(
-            message, self.SECRET))
-
-    def test_existing_signature_is_left_out(self):
-        message = host_down_event().serialize()
-        unsigned = event_model.compute_signature(message, self.SECRET)
-        message['message_signature'] = 'abc'
-        self.assertEqual(unsigned,
-                         event_model.compute_signature(message, self.SECRET))
-
-    def test_message_from_event_is_signed(self):
-        ev = host_down_event()
-        message = event_model.message_from_event(ev, self.SECRET)
-        self.assertEqual(
-            event_model.compute_signature(ev.serialize(), self.SECRET),
-            message['message_signature'])
-        self.assertEqual(64, len(message['message_signature']))
-        self.assertTrue(event_model.verify_signature(message, self.SECRET))
-
-    def test_verify_survives_json(self):
-        message = event_model.message_from_event(host_down_event(),
-                                                 self.SECRET)
-        wire = json.loads(json.dumps(message))
-        self.assertTrue(event_model.verify_signature(wire, self.SECRET))
-
-    def test_verify_rejects_tampering(self):
-        message = event_model.message_from_event(host_down_event(),
-                                                 self.SECRET)
-        message['event_type'] = 'compute.host.up'
-        self.assertFalse(event_model.verify_signature(message, self.SECRET))
-
-    def test_verify_rejects_wrong_secret(self):
-        message = event_model.message_from_event(host_down_event(),
-                                                 self.SECRET)
-        self.assertFalse(event_model.verify_signature(message, 'guess'))
-
-    def test_verify_rejects_missing_signature(self):
-        message = host_down_event().serialize()
-        self.assertFalse(event_model.verify_signature(message, self.SECRET))
-
-    def test_verify_rejects_non_ascii_signature(self):
-        message = host_down_event().serialize()
-        message['message_signature'] = 'é' * 64
-        self.assertFalse(event_model.verify_signature(message, self.SECRET))
-
-    def test_unsigned_message_verifies_without_secret(self):
-        message = event_model.message_from_event(host_down_event(), None)
-        self.assertEqual('', message['message_signature'])
-        self.assertTrue(event_model.verify_signature(message, None))
 
 
 class TestCheckLimits(base.TestCase):

@@ -1,7 +1,12 @@
-"""Signed webhooks: what a receiver accepts and refuses."""
+"""Signatures: of bus messages, and of webhooks a receiver checks."""
+
+import hashlib
+import hmac
+import json
 
 from doctor_plugin import signing
 from doctor_plugin.tests import base
+from doctor_plugin.tests.unit import test_event
 
 KEY = b'k3y'
 BODY = b'{"alarm_id": "a"}'
@@ -52,3 +57,85 @@ class TestVerifier(base.TestCase):
             self.assertIsNone(verifier.check(signed(when=1000.0 + i), BODY,
                                              now=1000.0 + i))
         self.assertLessEqual(len(verifier._seen), 12)
+
+
+class TestSignature(base.TestCase):
+
+    SECRET = 'metering-secret'
+
+    def test_no_secret_no_signature(self):
+        message = test_event.host_down_event().serialize()
+        self.assertEqual('', signing.compute_signature(message, None))
+        self.assertEqual('', signing.compute_signature(message, ''))
+
+    def test_ceilometer_algorithm(self):
+        # HMAC-SHA256 over the sorted, ':'-flattened key/value pairs.
+        message = {'b': 1, 'a': {'y': 'v', 'x': [1, 2]},
+                   'message_signature': 'ignored'}
+        expected = hmac.new(self.SECRET.encode(), b'a:x[1, 2]a:yvb1',
+                            hashlib.sha256).hexdigest()
+        self.assertEqual(expected,
+                         signing.compute_signature(message, self.SECRET))
+
+    def test_independent_of_key_order(self):
+        one = {'a': 1, 'b': {'c': 2, 'd': 3}}
+        two = {'b': {'d': 3, 'c': 2}, 'a': 1}
+        self.assertEqual(signing.compute_signature(one, self.SECRET),
+                         signing.compute_signature(two, self.SECRET))
+
+    def test_depends_on_content_and_secret(self):
+        message = test_event.host_down_event().serialize()
+        signature = signing.compute_signature(message, self.SECRET)
+        self.assertNotEqual(signature,
+                            signing.compute_signature(message, 'other'))
+        message['traits'][0][2] = 'compute-2'
+        self.assertNotEqual(signature, signing.compute_signature(
+            message, self.SECRET))
+
+    def test_existing_signature_is_left_out(self):
+        message = test_event.host_down_event().serialize()
+        unsigned = signing.compute_signature(message, self.SECRET)
+        message['message_signature'] = 'abc'
+        self.assertEqual(unsigned,
+                         signing.compute_signature(message, self.SECRET))
+
+    def test_message_from_event_is_signed(self):
+        ev = test_event.host_down_event()
+        message = signing.message_from_event(ev, self.SECRET)
+        self.assertEqual(
+            signing.compute_signature(ev.serialize(), self.SECRET),
+            message['message_signature'])
+        self.assertEqual(64, len(message['message_signature']))
+        self.assertTrue(signing.verify_signature(message, self.SECRET))
+
+    def test_verify_survives_json(self):
+        message = signing.message_from_event(test_event.host_down_event(),
+                                             self.SECRET)
+        wire = json.loads(json.dumps(message))
+        self.assertTrue(signing.verify_signature(wire, self.SECRET))
+
+    def test_verify_rejects_tampering(self):
+        message = signing.message_from_event(test_event.host_down_event(),
+                                             self.SECRET)
+        message['event_type'] = 'compute.host.up'
+        self.assertFalse(signing.verify_signature(message, self.SECRET))
+
+    def test_verify_rejects_wrong_secret(self):
+        message = signing.message_from_event(test_event.host_down_event(),
+                                             self.SECRET)
+        self.assertFalse(signing.verify_signature(message, 'guess'))
+
+    def test_verify_rejects_missing_signature(self):
+        message = test_event.host_down_event().serialize()
+        self.assertFalse(signing.verify_signature(message, self.SECRET))
+
+    def test_verify_rejects_non_ascii_signature(self):
+        message = test_event.host_down_event().serialize()
+        message['message_signature'] = 'é' * 64
+        self.assertFalse(signing.verify_signature(message, self.SECRET))
+
+    def test_unsigned_message_verifies_without_secret(self):
+        message = signing.message_from_event(test_event.host_down_event(),
+                                             None)
+        self.assertEqual('', message['message_signature'])
+        self.assertTrue(signing.verify_signature(message, None))

@@ -16,6 +16,7 @@ from doctor_plugin.bench import hostile
 from doctor_plugin.common import plugins
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
+from doctor_plugin import signing
 from doctor_plugin.tests import base
 from doctor_plugin.transformers import payload as checks
 
@@ -63,7 +64,7 @@ class TransformerFuzzTestCase(base.TestCase):
             self.assertIsInstance(ev, event_model.Event)
             # What the notifiers do with it: serialise it for the bus and
             # the webhooks, log it, derive the tenants' events' ids.
-            json.dumps(event_model.message_from_event(ev, 'secret'))
+            json.dumps(signing.message_from_event(ev, 'secret'))
             ev.message_id.encode('utf-8')
             ev.event_type.encode('utf-8')
             for trait in ev.traits:
