@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
 from urllib import parse as urlparse
-
-from oslo_config import cfg
 
 from doctor_plugin import exceptions
 from doctor_plugin.monitors import reporter as reporter_mod
@@ -70,20 +69,18 @@ def inspector_reporter(parsed: urlparse.SplitResult, default_path: str,
         raise exceptions.ConfigurationError(
             'doctor:// URL', url, f'scheme must be http or https, not '
                                   f'{scheme!r}')
-    # Our own options, apart from the host service's configuration.
-    conf = cfg.ConfigOpts()
-    conf.register_opts(reporter_mod.OPTS, group='monitor')
-    conf([], project='doctor_plugin', default_config_files=[])
-    conf.set_override('inspector_url', urlparse.urlunsplit(
+    settings = reporter_mod.ReporterSettings(url=urlparse.urlunsplit(
         (scheme, parsed.netloc, parsed.path.rstrip('/') or default_path,
-         '', '')), group='monitor')
+         '', '')))
+    # Checked as the [monitor] options they stand for (numbers, in range).
+    types = {opt.dest: opt.type for opt in reporter_mod.OPTS}
     try:
         if 'timeout' in params:
-            conf.set_override('report_timeout', float(params['timeout']),
-                              group='monitor')
+            settings = dataclasses.replace(
+                settings, timeout=types['report_timeout'](params['timeout']))
         if 'retries' in params:
-            conf.set_override('report_retries', int(params['retries']),
-                              group='monitor')
+            settings = dataclasses.replace(
+                settings, retries=types['report_retries'](params['retries']))
     except ValueError as exc:
         raise exceptions.ConfigurationError(
             'doctor:// URL', url, f'timeout and retries must be numbers: '
@@ -91,5 +88,5 @@ def inspector_reporter(parsed: urlparse.SplitResult, default_path: str,
     if 'secret_file' in params and 'secret_file' in extra_params:
         secret = read_secret_file(params['secret_file'], url)
     if secret:
-        conf.set_override('inspector_secret', secret, group='monitor')
-    return reporter_mod.InspectorReporter(conf)
+        settings = dataclasses.replace(settings, secret=secret)
+    return reporter_mod.InspectorReporter(settings=settings)

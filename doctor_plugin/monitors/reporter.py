@@ -15,6 +15,7 @@ not used: a fault report must not depend on a proxy being up.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -111,6 +112,35 @@ _HEADERS = {
 }
 
 
+_DEFAULTS = {opt.dest: opt.default for opt in OPTS}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReporterSettings:
+    """Where and how an :class:`InspectorReporter` reports.
+
+    The ``[monitor]`` options of the same names, for a reporter built
+    without a configuration (an Aodh or Ceilometer plugin's doctor:// URL).
+    """
+
+    #: ``[monitor] inspector_url``
+    url: str = _DEFAULTS['inspector_url']
+    #: ``[monitor] report_timeout``, seconds
+    timeout: float = _DEFAULTS['report_timeout']
+    #: ``[monitor] report_retries``
+    retries: int = _DEFAULTS['report_retries']
+    #: ``[monitor] inspector_secret``, sent in X-Auth-Token
+    secret: str | None = None
+
+    @classmethod
+    def from_conf(cls, conf: cfg.ConfigOpts) -> ReporterSettings:
+        """The settings of ``conf``'s ``[monitor]`` options."""
+        group = conf.monitor
+        return cls(url=group.inspector_url, timeout=group.report_timeout,
+                   retries=group.report_retries,
+                   secret=group.inspector_secret or None)
+
+
 class InspectorReporter:
     """Report faults to the inspector's ``PUT /events`` API.
 
@@ -119,19 +149,28 @@ class InspectorReporter:
     so that a slow inspector never delays probing.
 
     :param conf: configuration with the ``[monitor]`` options of this module
+        (and ``[monitor_auth]`` for Keystone tokens); None with ``settings``
+    :param settings: the reporter's settings, given explicitly instead of
+        read from ``conf`` (no Keystone then)
     """
 
-    def __init__(self, conf: cfg.ConfigOpts) -> None:
-        conf.register_opts(OPTS, group='monitor')
-        self.url: str = conf.monitor.inspector_url
-        self.timeout: float = conf.monitor.report_timeout
-        self.retries: int = conf.monitor.report_retries
+    def __init__(self, conf: cfg.ConfigOpts | None = None, *,
+                 settings: ReporterSettings | None = None) -> None:
+        if settings is None:
+            if conf is None:
+                raise TypeError('InspectorReporter needs conf or settings')
+            conf.register_opts(OPTS, group='monitor')
+            settings = ReporterSettings.from_conf(conf)
+        self.url: str = settings.url
+        self.timeout: float = settings.timeout
+        self.retries: int = settings.retries
         self._headers = dict(_HEADERS)
-        if conf.monitor.inspector_secret:
-            self._headers['X-Auth-Token'] = conf.monitor.inspector_secret
+        if settings.secret:
+            self._headers['X-Auth-Token'] = settings.secret
         #: With ``[monitor_auth] auth_type``: a keystoneauth1 session whose
         #: token (kept and renewed by its plugin) goes in X-Auth-Token.
-        self._keystone = _keystone_session(conf)
+        self._keystone = (_keystone_session(conf) if conf is not None
+                          else None)
         self._timeout = urllib3.Timeout(connect=self.timeout,
                                         read=self.timeout)
         # One connection: calls are serialised anyway.
