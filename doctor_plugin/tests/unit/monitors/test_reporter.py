@@ -110,6 +110,21 @@ class InspectorReporterTest(test_base.TestCase):
         self.assertEqual(2.0, self.conf.monitor.report_timeout)
         self.assertEqual(3, self.conf.monitor.report_retries)
 
+    def test_settings_without_configuration(self) -> None:
+        rep = reporter.InspectorReporter(settings=reporter.ReporterSettings(
+            url=self.server.url, timeout=1.5, retries=0, secret='s3cret'))
+        self.addCleanup(rep.close)
+        self.assertEqual((1.5, 0), (rep.timeout, rep.retries))
+        rep(self.report)
+        self.assertEqual(1, len(self.server.requests))
+        self.assertEqual('s3cret',
+                         self.server.requests[0]['headers']['X-Auth-Token'])
+
+    def test_settings_default_to_the_options_defaults(self) -> None:
+        self.conf.register_opts(reporter.OPTS, group='monitor')
+        self.assertEqual(reporter.ReporterSettings.from_conf(self.conf),
+                         reporter.ReporterSettings())
+
     def test_sends_doctor_event_body(self) -> None:
         self.make_reporter()(self.report)
 
