@@ -39,12 +39,9 @@ class CeilometerEventTransformer(base.TransformerBase):
     def transform(self, payload: typing.Any,
                   metadata: typing.Mapping[str, typing.Any] | None = None
                   ) -> list[event_model.Event]:
-        if isinstance(payload, dict):
-            payload = [payload]
-        if not isinstance(payload, list) or not payload:
-            raise exceptions.InvalidPayload(
-                '', 'expected a non-empty JSON list of Ceilometer events '
-                    '(message_id, event_type, generated, traits, raw)')
+        payload = checks.event_list(
+            payload, 'expected a non-empty JSON list of Ceilometer events '
+                     '(message_id, event_type, generated, traits, raw)')
         checks.check_document(payload)
         events = []
         for index, item in enumerate(payload):

@@ -71,12 +71,9 @@ class LibvirtLifecycleTransformer(base.TransformerBase):
     def transform(self, payload: typing.Any,
                   metadata: typing.Mapping[str, typing.Any] | None = None
                   ) -> list[event_model.Event]:
-        if isinstance(payload, dict):
-            payload = [payload]
-        if not isinstance(payload, list) or not payload:
-            raise exceptions.InvalidPayload(
-                '', 'expected a libvirt lifecycle event object or a '
-                    'non-empty list of them')
+        payload = checks.event_list(
+            payload, 'expected a libvirt lifecycle event object or a '
+                     'non-empty list of them')
         if len(payload) > checks.MAX_EVENTS:
             raise exceptions.InvalidPayload(
                 '', f'at most {checks.MAX_EVENTS} events per request')

@@ -28,6 +28,18 @@ MAX_EVENTS = 1000
 MAX_DEPTH = 32
 
 
+def event_list(payload: typing.Any, expected: str) -> list:
+    """``payload`` as a non-empty list: one object is a list of one.
+
+    :raises InvalidPayload: saying ``expected``, for anything else
+    """
+    if isinstance(payload, dict):
+        payload = [payload]
+    if not isinstance(payload, list) or not payload:
+        raise exceptions.InvalidPayload('', expected)
+    return payload
+
+
 def json_type(value: typing.Any) -> str:
     """Name the JSON type of a decoded value, for error messages."""
     if value is None:
