@@ -18,7 +18,11 @@ The file has the shape of Ceilometer's ``event_pipeline.yaml``::
 An event goes to a sink when one of the source's patterns matches its
 event_type and none of its ``!`` patterns does. Notifier URLs are resolved
 to ``doctor_plugin.notifiers`` plugins by scheme when the file is loaded, so
-a misspelt scheme fails at startup, not at the first fault.
+a misspelt scheme fails at startup, not at the first fault. Each is an
+:class:`~doctor_plugin.notifiers.base.EventNotifier`: ``notify(events)``
+with the batch the sink selected; a
+:class:`~doctor_plugin.delivery.deliverer.Deliverer` records it first when
+the notifier is recordable.
 """
 
 from __future__ import annotations
@@ -33,8 +37,9 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from doctor_plugin.common import plugins
+from doctor_plugin.common import urls
 from doctor_plugin.common import yamlfile
-from doctor_plugin import delivery
+from doctor_plugin.delivery import deliverer as deliverer_mod
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 
@@ -213,14 +218,13 @@ class Pipeline:
                         raise exceptions.ConfigurationError(
                             definition.origin, f'sink {sink.name}',
                             str(exc)) from None
-        #: Records and retries the durable notifiers' deliveries.
-        self.outbox = None
-        if any(n.durable for n in self.notifiers.values()):
-            try:
-                self.outbox = delivery.get_outbox(conf)
-            except exceptions.DoctorPluginError:
-                self._close_notifiers()
-                raise
+        #: Records and retries the deliveries of recordable notifiers.
+        try:
+            self.deliverer = deliverer_mod.Deliverer.open(
+                conf, self.notifiers.values())
+        except exceptions.DoctorPluginError:
+            self._close_notifiers()
+            raise
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=conf.pipeline_workers,
             thread_name_prefix='doctor-pipeline')
@@ -279,15 +283,14 @@ class Pipeline:
 
     def _deliver(self, url: str, batch: list[event_model.Event]
                  ) -> dict[str, Exception]:
-        notifier = self.notifiers[url]
         try:
-            if self.outbox is not None and notifier.durable:
-                self.outbox.deliver(notifier, batch)
-            else:
-                notifier.notify(batch)
+            # In this thread: the caller acknowledges the events once
+            # their deliveries are made or recorded.
+            for work in self.deliverer.start([(self.notifiers[url], batch)]):
+                work()
         except Exception as exc:
             LOG.error('Notifier %s failed to deliver %d event(s): %s',
-                      plugins.redact_url(url), len(batch), exc)
+                      urls.redact(url), len(batch), exc)
             return {url: exc}
         return {}
 
@@ -298,9 +301,13 @@ class Pipeline:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
-        delivery.release(self.outbox)
-        self.outbox = None
+        self.deliverer.close()
         self._close_notifiers()
+
+    @property
+    def outbox(self) -> typing.Any:
+        """The outbox of the deliveries, or None (none is recordable)."""
+        return self.deliverer.outbox
 
     def _close_notifiers(self) -> None:
         for notifier in self.notifiers.values():

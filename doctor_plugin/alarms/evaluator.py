@@ -10,6 +10,15 @@ transition, or on every match when ``repeat_actions`` is set. An alarm
 with an ``ok_rule`` goes to ``ok`` on an event that satisfies it, and runs
 its ``ok_actions``.
 
+Each action URL names a plugin of ``doctor_plugin.alarm_actions`` by its
+scheme (``http``, ``https``, ``log``, ``messaging``), an
+:class:`~doctor_plugin.notifiers.base.AlarmAction` that is called with
+one :class:`~doctor_plugin.notifiers.base.AlarmNotification` per
+transition, as Aodh's notifiers are. The actions go through a
+:class:`~doctor_plugin.delivery.deliverer.Deliverer`, as the pipeline's
+notifiers do: recorded first when the plugin is recordable, made in the
+``action_workers`` threads.
+
 Two differences from Aodh 23, on purpose: rules are indexed
 (:mod:`doctor_plugin.alarms.index`) instead of all tried, and a changed
 definitions file takes effect at once instead of after Aodh's 60 s cache.
@@ -30,7 +39,8 @@ from doctor_plugin.alarms import index as index_mod
 from doctor_plugin.common import activity as activity_mod
 from doctor_plugin.common import plugins
 from doctor_plugin.common import profiler
-from doctor_plugin import delivery
+from doctor_plugin.common import urls
+from doctor_plugin.delivery import deliverer as deliverer_mod
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.notifiers import base as notifier_base
@@ -109,7 +119,7 @@ class _Alarms:
 class EventAlarmEvaluator:
     """Match events to alarms, track alarm state, run actions.
 
-    :param conf: service configuration (passed to notifier plugins)
+    :param conf: service configuration (passed to the action plugins)
     :param alarms: the alarm definitions
     :param timeline: profiler marks (defaults to the process timeline)
     :param activity: counts each action while it runs (defaults to the
@@ -125,7 +135,9 @@ class EventAlarmEvaluator:
         self.timeline = timeline or profiler.TIMELINE
         self.activity = activity or activity_mod.NOTIFYING
         self._lock = threading.Lock()
-        self._notifiers: dict[str, notifier_base.NotifierBase] = {}
+        #: The alarm actions by URL, loaded once for every alarm naming
+        #: them.
+        self._actions: dict[str, notifier_base.AlarmAction] = {}
         self._current = self._prepare(alarms)
         self.states: dict[str, str] = {
             a.alarm_id: INSUFFICIENT_DATA for a in self._current.alarms}
@@ -133,9 +145,9 @@ class EventAlarmEvaluator:
             max_workers=conf.alarms.action_workers,
             thread_name_prefix='doctor-alarm-action')
         self._watcher: DefinitionsWatcher | None = None
-        #: Records and retries the actions of durable notifiers (webhooks,
-        #: the bus); None when ``[delivery] durable`` is off.
-        self.outbox = delivery.get_outbox(conf)
+        #: Records and retries the recordable actions (webhooks, the
+        #: bus) when ``[delivery] durable`` is on; makes the others.
+        self.deliverer = deliverer_mod.Deliverer.open(conf)
 
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts, path: str | None = None,
@@ -159,15 +171,16 @@ class EventAlarmEvaluator:
 
     def _prepare(self, alarms: typing.Iterable[definitions.AlarmDefinition]
                  ) -> _Alarms:
-        """Index ``alarms`` and load the notifiers of their actions.
+        """Index ``alarms`` and load the plugins of their actions.
 
-        :raises PluginLoadError: if an action's scheme has no notifier
+        :raises PluginLoadError: if an action's scheme has no plugin in
+            ``doctor_plugin.alarm_actions``
         """
         current = _Alarms(alarms)
         for alarm in current.alarms:
             for url in alarm.action_urls():
-                if url not in self._notifiers:
-                    self._notifiers[url] = plugins.load_notifier(
+                if url not in self._actions:
+                    self._actions[url] = plugins.load_alarm_action(
                         self.conf, url)
         return current
 
@@ -178,7 +191,7 @@ class EventAlarmEvaluator:
         An alarm that is kept (same ``alarm_id``) keeps its state; a new
         one starts in ``insufficient data``.
 
-        :raises PluginLoadError: if an action's scheme has no notifier;
+        :raises PluginLoadError: if an action's scheme has no plugin;
             the alarms in use are then kept
         """
         current = self._prepare(alarms)
@@ -239,8 +252,8 @@ class EventAlarmEvaluator:
         futures: list[concurrent.futures.Future] = []
         transitions: list[str] = []
         count = 0
-        #: (notifier, event, notification) of durable actions to record.
-        durable: list[tuple[notifier_base.NotifierBase, event_model.Event,
+        #: (action, notification) pairs to hand to the deliverer.
+        pending: list[tuple[notifier_base.AlarmAction,
                             notifier_base.AlarmNotification]] = []
         record_batch = FIRST_RECORD_BATCH
         for ev in events:
@@ -265,19 +278,13 @@ class EventAlarmEvaluator:
                 for url in (alarm.alarm_actions if new == ALARM
                             else alarm.ok_actions):
                     self.timeline.mark(fault_id, 'T08')
-                    notifier = self._notifiers[url]
-                    if self.outbox is not None and notifier.durable:
-                        durable.append((notifier, ev, notification))
-                        if len(durable) >= record_batch:
-                            self._start_durable(durable, futures)
-                            durable = []
-                            record_batch = RECORD_BATCH
-                        continue
-                    self.activity.begin()
-                    futures.append(self._executor.submit(
-                        self._run_action, url, ev, notification))
-        if durable:
-            self._start_durable(durable, futures)
+                    pending.append((self._actions[url], notification))
+                    if len(pending) >= record_batch:
+                        self._start(pending, futures)
+                        pending = []
+                        record_batch = RECORD_BATCH
+        if pending:
+            self._start(pending, futures)
         if count:
             # One line per batch: a failed host fires one alarm per
             # tenant (or per VM), and a log record per alarm cost more
@@ -319,57 +326,43 @@ class EventAlarmEvaluator:
                     f'<query={rule.reason_query()}>.'),
             reason_data={'type': 'event', 'event': serialized})
 
-    def _start_durable(self, actions: list[tuple[
-            notifier_base.NotifierBase, event_model.Event,
-            notifier_base.AlarmNotification]],
+    def _start(self, actions: list[tuple[
+            notifier_base.AlarmAction, notifier_base.AlarmNotification]],
             futures: list[concurrent.futures.Future]) -> None:
-        """Record durable actions, then start making them.
+        """Record what can be recorded, then start making the actions.
 
         If the database cannot record them they are made once, without
         retries, as without an outbox: the alarms have moved already.
         """
-        prepared = [(notifier, item) for notifier, ev, notification
-                    in actions
-                    for item in notifier.prepare([ev], notification)]
-        try:
-            heads = self.outbox.accept(prepared)
-        except exceptions.DeliveryError as exc:
-            LOG.error('%s; making %d alarm actions once, without retries',
-                      exc, len(prepared))
-            for notifier, ev, notification in actions:
-                self.activity.begin()
-                futures.append(self._executor.submit(
-                    self._run_action, notifier.url, ev, notification))
-            return
-        for head in heads:
+        # Not budgeted: nobody waits on an action thread, which drains
+        # the lanes it opened.
+        for work in self.deliverer.start(actions, budget=False):
             self.activity.begin()
-            futures.append(self._executor.submit(self._run_delivery, head))
+            futures.append(self._executor.submit(self._run, work))
 
-    def _run_delivery(self, head: typing.Any) -> None:
+    def _run(self, work: deliverer_mod.Work) -> None:
         try:
-            self.outbox.run(head)
-        finally:
-            self.activity.end()
-
-    def _run_action(self, url: str, ev: event_model.Event,
-                    notification: notifier_base.AlarmNotification) -> None:
-        try:
-            self._notifiers[url].notify([ev], alarm=notification)
+            work()
         except Exception as exc:
             LOG.error('Action %s of alarm %s failed: %s',
-                      plugins.redact_url(url), notification.alarm_id, exc)
+                      urls.redact(work.plugin.url),
+                      getattr(work.item, 'alarm_id', None), exc)
             raise
         finally:
             self.activity.end()
+
+    @property
+    def outbox(self) -> typing.Any:
+        """The outbox of the actions, or None (``[delivery] durable``)."""
+        return self.deliverer.outbox
 
     def close(self) -> None:
         if self._watcher is not None:
             self._watcher.stop()
         self._executor.shutdown(wait=True)
-        delivery.release(self.outbox)
-        self.outbox = None
-        for notifier in self._notifiers.values():
-            notifier.close()
+        self.deliverer.close()
+        for action in self._actions.values():
+            action.close()
 
 
 class DefinitionsWatcher:

@@ -28,7 +28,7 @@ from doctor_plugin.notifiers import base
 LOG = logging.getLogger(__name__)
 
 
-class AlarmEvaluatorNotifier(base.NotifierBase):
+class AlarmEvaluatorNotifier(base.EventNotifier):
     """Hand each batch to an in-process :class:`EventAlarmEvaluator`.
 
     Delivery returns once the alarms are evaluated and their actions
@@ -47,11 +47,11 @@ class AlarmEvaluatorNotifier(base.NotifierBase):
         self.evaluator = evaluator_mod.EventAlarmEvaluator.from_conf(
             conf, self.parsed_url.path or None)
 
-    def notify(self, events: typing.Sequence[event_model.Event],
-               alarm: base.AlarmNotification | None = None) -> None:
+    def notify(self, events: typing.Sequence[event_model.Event]) -> None:
         self.evaluator.evaluate(events)
 
     def reload(self) -> None:
+        # The one notifier with files of its own: the definitions.
         self.evaluator.reload()
 
     def close(self) -> None:

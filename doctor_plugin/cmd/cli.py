@@ -20,6 +20,7 @@ import time
 from doctor_plugin.alarms import definitions
 from doctor_plugin.common import messaging
 from doctor_plugin.common import plugins
+from doctor_plugin.common import urls
 from doctor_plugin.delivery import store as store_mod
 from doctor_plugin import exceptions
 from doctor_plugin.nova import client as nova
@@ -189,7 +190,7 @@ def _list_deliveries(store: store_mod.DeliveryStore,
         for d in rows:
             print(json.dumps({
                 'id': d.id, 'status': d.status, 'owner': d.owner,
-                'target': plugins.redact_url(d.target),
+                'target': urls.redact(d.target),
                 'label': d.label, 'event_id': d.event_id,
                 'attempts': d.attempts, 'created_at': d.created,
                 'next_attempt_at': d.next_attempt,
@@ -202,7 +203,7 @@ def _list_deliveries(store: store_mod.DeliveryStore,
     for d in rows:
         when = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(d.created))
         print(f'{d.id} {d.status:7} {when} attempts={d.attempts} '
-              f'{plugins.redact_url(d.target)} {d.label!r} '
+              f'{urls.redact(d.target)} {d.label!r} '
               f'event={d.event_id}')
         if d.last_error:
             print(f'    last error: {d.last_error}')
@@ -261,6 +262,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_list_plugins(args: argparse.Namespace) -> int:
     for namespace in (plugins.TRANSFORMERS_NAMESPACE,
                       plugins.NOTIFIERS_NAMESPACE,
+                      plugins.ALARM_ACTIONS_NAMESPACE,
                       plugins.MONITORS_NAMESPACE):
         print(namespace)
         for name, status in plugins.describe(namespace):
@@ -317,7 +319,7 @@ def cmd_validate_config(args: argparse.Namespace) -> int:
             counts = store.counts()
             store.close()
             checks.append(
-                f'delivery database {store_mod.redact(store.url)}: '
+                f'delivery database {urls.redact(store.url)}: '
                 f'{counts.get(store_mod.PENDING, 0)} pending, '
                 f'{counts.get(store_mod.DEAD, 0)} dead-lettered')
         plugins.load_driver(plugins.TRANSFORMERS_NAMESPACE,

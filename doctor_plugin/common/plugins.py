@@ -19,7 +19,11 @@ from doctor_plugin import exceptions
 LOG = logging.getLogger(__name__)
 
 TRANSFORMERS_NAMESPACE = 'doctor_plugin.transformers'
+#: Event notifiers: a pipeline sink's targets (``notify(events)``).
 NOTIFIERS_NAMESPACE = 'doctor_plugin.notifiers'
+#: Alarm actions: what an alarm's action URL names
+#: (``notify(notification)``).
+ALARM_ACTIONS_NAMESPACE = 'doctor_plugin.alarm_actions'
 MONITORS_NAMESPACE = 'doctor_plugin.monitors'
 
 
@@ -89,19 +93,14 @@ def notifier_scheme(url: str) -> str:
 
 
 def load_notifier(conf: typing.Any, url: str) -> typing.Any:
-    """Load the notifier plugin for ``url``, chosen by its scheme."""
+    """Load the event notifier for ``url``, chosen by its scheme."""
     return load_driver(NOTIFIERS_NAMESPACE, notifier_scheme(url), conf, url)
 
 
-def redact_url(url: str) -> str:
-    """``url`` without its password, fit for a log line or an error."""
-    parts = urlparse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit('@', 1)[1]
-    user = parts.username or ''
-    return urlparse.urlunsplit(
-        parts._replace(netloc=f'{user}:***@{netloc}'))
+def load_alarm_action(conf: typing.Any, url: str) -> typing.Any:
+    """Load the alarm action plugin for ``url``, chosen by its scheme."""
+    return load_driver(ALARM_ACTIONS_NAMESPACE, notifier_scheme(url),
+                       conf, url)
 
 
 def describe(namespace: str) -> list[tuple[str, str]]:

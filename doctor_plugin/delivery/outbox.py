@@ -1,12 +1,14 @@
 """Make recorded deliveries, in order per key, retrying until a deadline.
 
-A notifier that can be made durable (``durable = True``) splits its work
-in two: :meth:`~doctor_plugin.notifiers.base.NotifierBase.prepare` turns a
-batch into payloads, each with an ordering key and an idempotency key
-(the event's message_id), and ``send`` sends one. The outbox records the
-payloads (one transaction per batch), then sends them at once, in the
-caller's thread: the first attempt costs what it did without the outbox,
-plus a commit.
+A plugin that can be recorded (:class:`~doctor_plugin.notifiers.base.
+Recordable`) splits its work in two: ``encode`` turns what it is asked
+to deliver into payloads, each with an ordering key and an idempotency
+key (the event's message_id), and ``send`` sends one. The outbox records
+the payloads (one transaction per batch, :meth:`Outbox.accept`), then
+the caller sends them at once (:meth:`Outbox.run`), in its thread: the
+first attempt costs what it did without the outbox, plus a commit.
+:class:`~doctor_plugin.delivery.deliverer.Deliverer` is how the pipeline
+and the alarm evaluator do both; nothing else calls them.
 
 Deliveries that share a key form a lane. While one of them is being sent
 or waits for its retry, the next ones wait behind it, so a consumer sees
@@ -27,7 +29,6 @@ import functools
 import hashlib
 import heapq
 import os
-import random
 import sys
 import threading
 import time
@@ -37,6 +38,8 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from doctor_plugin.common import plugins
+from doctor_plugin.common import retry
+from doctor_plugin.common import urls
 from doctor_plugin import delivery
 from doctor_plugin.delivery import store as store_mod
 from doctor_plugin import exceptions
@@ -87,8 +90,11 @@ class Outbox:
         opts = conf.delivery
         self.conf = conf
         self.owner = owner_name(conf)
-        self.initial_interval = opts.retry_initial_interval
-        self.max_interval = opts.retry_max_interval
+        # A maximum below the initial wait (the options allow it) caps
+        # every wait, the first too.
+        self.backoff = retry.Backoff(
+            min(opts.retry_initial_interval, opts.retry_max_interval),
+            opts.retry_max_interval)
         self.deadline = opts.deadline
         self.poll_interval = opts.poll_interval
         self.store = store or store_mod.DeliveryStore(opts.connection)
@@ -166,31 +172,6 @@ class Outbox:
                     lane.append(d)
         return heads
 
-    def deliver(self, notifier: typing.Any, events: typing.Sequence,
-                alarm: typing.Any = None) -> None:
-        """Record a notifier's batch and make it, in this thread.
-
-        A failed delivery is left to the retries, not raised. If the
-        database cannot record the batch, it is sent without a record,
-        as without an outbox.
-
-        :raises DeliveryError: only if neither worked
-        """
-        prepared = notifier.prepare(events, alarm)
-        try:
-            heads = self.accept((notifier, p) for p in prepared)
-        except exceptions.DeliveryError as exc:
-            LOG.error('%s; sending %d deliveries to %s once, without '
-                      'retries', exc, len(prepared),
-                      plugins.redact_url(notifier.url))
-            for p in prepared:
-                notifier.send(p)
-            return
-        brought = collections.Counter(lane_key(notifier.url, p.key)
-                                      for p in prepared)
-        for head in heads:
-            self.run(head, budget=brought[head.key])
-
     def run(self, head: store_mod.Delivery,
             budget: int | None = None) -> None:
         """Make ``head``, then the deliveries queued behind it.
@@ -255,7 +236,7 @@ class Outbox:
         if d.attempts:
             LOG.info('Delivered %s (event %s) to %s after %d failed '
                      'attempt(s)', d.label, d.event_id,
-                     plugins.redact_url(d.target), d.attempts)
+                     urls.redact(d.target), d.attempts)
         return True
 
     def _failed(self, d: store_mod.Delivery, exc: Exception) -> bool:
@@ -264,7 +245,7 @@ class Outbox:
                                                DoctorPluginError)
                         else f'{type(exc).__name__}: {exc}')
         now = time.time()
-        target = plugins.redact_url(d.target)
+        target = urls.redact(d.target)
         if now >= d.deadline:
             d.status = store_mod.DEAD
             self._save(d)
@@ -278,9 +259,7 @@ class Outbox:
                       d.label, d.event_id, target, d.attempts,
                       now - d.created, d.id, d.last_error)
             return True
-        delay = min(self.max_interval,
-                    self.initial_interval * 2 ** (d.attempts - 1))
-        delay -= random.uniform(0, delay / 2)
+        delay = self.backoff.delay(d.attempts)
         d.next_attempt = min(now + delay, d.deadline)
         self._save(d)
         self.stats['retried'] += 1
@@ -303,6 +282,10 @@ class Outbox:
             # Kept in memory; a restart would retry it from its last
             # recorded state.
             LOG.error('%s', exc)
+
+    def notifier(self, url: str) -> typing.Any:
+        """The plugin that sends the deliveries to ``url``."""
+        return self._notifier(url)
 
     def _notifier(self, url: str) -> typing.Any:
         notifier = self._notifiers.get(url)

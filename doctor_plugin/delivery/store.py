@@ -22,6 +22,7 @@ from oslo_log import log as logging
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
+from doctor_plugin.common import urls
 from doctor_plugin import exceptions
 
 LOG = logging.getLogger(__name__)
@@ -122,14 +123,6 @@ def _sqlite_pragmas(dbapi_conn: typing.Any, record: typing.Any) -> None:
     cursor.close()
 
 
-def redact(url: str) -> str:
-    """A database URL without its password, for logs and errors."""
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except sa_exc.ArgumentError:
-        return '<unparsable database URL>'
-
-
 class DeliveryStore:
     """The deliveries and rejected messages tables of one database.
 
@@ -144,7 +137,7 @@ class DeliveryStore:
             parsed = sa.engine.make_url(url)
         except sa_exc.ArgumentError as exc:
             raise exceptions.ConfigurationError(
-                '[delivery] connection', redact(url),
+                '[delivery] connection', urls.redact(url),
                 f'is not a database URL ({exc}); write e.g. '
                 f'sqlite:////var/lib/doctor_plugin/deliveries.sqlite or '
                 f'postgresql+psycopg2://user:password@host/doctor') from None
@@ -157,7 +150,7 @@ class DeliveryStore:
                     os.makedirs(directory, exist_ok=True)
                 except OSError as exc:
                     raise exceptions.ConfigurationError(
-                        '[delivery] connection', redact(url),
+                        '[delivery] connection', urls.redact(url),
                         f'cannot create the directory of the database: '
                         f'{exc}; set [DEFAULT] state_path to a writable '
                         f'directory or [delivery] connection to another '
@@ -173,7 +166,7 @@ class DeliveryStore:
             self.engine = sa.create_engine(url, **kwargs)
         except (sa_exc.ArgumentError, ImportError) as exc:
             raise exceptions.ConfigurationError(
-                '[delivery] connection', redact(url),
+                '[delivery] connection', urls.redact(url),
                 f'cannot be used: {exc}; install the database driver it '
                 f'names (e.g. psycopg2 for postgresql://, PyMySQL for '
                 f'mysql+pymysql://)') from None
@@ -196,7 +189,7 @@ class DeliveryStore:
         except sa_exc.SQLAlchemyError as exc:
             self.engine.dispose()
             raise exceptions.ConfigurationError(
-                '[delivery] connection', redact(url),
+                '[delivery] connection', urls.redact(url),
                 f'cannot be opened: {_reason(exc)}; check that the '
                 f'database exists and is writable by this service') from None
 
@@ -256,7 +249,7 @@ class DeliveryStore:
         except sa_exc.SQLAlchemyError as exc:
             raise exceptions.DeliveryError(
                 f'could not {what} in the delivery database '
-                f'{redact(self.url)}: {_reason(exc)}. Check that the '
+                f'{urls.redact(self.url)}: {_reason(exc)}. Check that the '
                 f'database is reachable and has space.') from exc
 
     # Reads and operator actions.

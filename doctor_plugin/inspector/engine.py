@@ -24,8 +24,8 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from doctor_plugin.common import activity as activity_mod
-from doctor_plugin.common import plugins
 from doctor_plugin.common import profiler
+from doctor_plugin.common import urls
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.inspector import correlation
@@ -243,7 +243,7 @@ class Inspector:
                 self.hosts.discard(ev.trait('host'))
         raise exceptions.DeliveryError(
             'could not publish to ' + ', '.join(
-                f'{plugins.redact_url(url)} ({exc})'
+                f'{urls.redact(url)} ({exc})'
                 for url, exc in failures.items()))
 
     def _release_held(self, ev: event_model.Event) -> None:

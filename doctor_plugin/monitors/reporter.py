@@ -6,11 +6,14 @@ notification path, so one keep-alive HTTP session is reused for every
 report, and a failed attempt is retried quickly: a lost fault report is the
 worst failure a monitor can have.
 
-The reports go straight to the inspector through urllib3: through
-requests a report reached the inspector's handler about a millisecond
-later (its per-request environment, hooks and adapters), on the path
-Doctor's notification time is measured on. Environment proxy settings are
-not used: a fault report must not depend on a proxy being up.
+The reports go straight to the inspector through
+:class:`doctor_plugin.common.http.Client`, kept-alive http.client
+connections: through requests a report reached the inspector's handler
+about a millisecond later (its per-request environment, hooks and
+adapters), on the path Doctor's notification time is measured on.
+Environment proxy settings are not used: a fault report must not depend
+on a proxy being up. Retries are :func:`doctor_plugin.common.retry.call`'s,
+with a 429's Retry-After as the least wait.
 """
 
 from __future__ import annotations
@@ -20,17 +23,17 @@ import json
 import threading
 import time
 import typing
+from urllib import parse as urlparse
 
 from keystoneauth1 import exceptions as ks_exc
 from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 from oslo_log import log as logging
 import oslo_messaging
-import urllib3
-from urllib3 import exceptions as urllib3_exc
 
-from doctor_plugin.common import httperrors
+from doctor_plugin.common import http
 from doctor_plugin.common import ksopts
+from doctor_plugin.common import retry
 from doctor_plugin import exceptions
 from doctor_plugin.monitors import base
 
@@ -103,6 +106,8 @@ def list_auth_opts() -> list[cfg.Opt]:
 RETRY_BACKOFF = 0.05
 #: Upper bound of the wait between two attempts, in seconds.
 MAX_BACKOFF = 1.0
+#: The waits between attempts: 50 ms, doubling, up to 1 s.
+BACKOFF = retry.Backoff(RETRY_BACKOFF, MAX_BACKOFF, jitter=False)
 #: How much of a non-JSON error body to quote in logs and errors.
 MAX_ERROR_BODY = 500
 
@@ -171,11 +176,8 @@ class InspectorReporter:
         #: token (kept and renewed by its plugin) goes in X-Auth-Token.
         self._keystone = (_keystone_session(conf) if conf is not None
                           else None)
-        self._timeout = urllib3.Timeout(connect=self.timeout,
-                                        read=self.timeout)
-        # One connection: calls are serialised anyway.
-        self._http = urllib3.PoolManager(num_pools=1, maxsize=1,
-                                         block=False, retries=False)
+        #: One client per inspector (scheme and host:port).
+        self._clients: dict[tuple[str, str], http.Client] = {}
         self._lock = threading.Lock()
 
     def __call__(self, report: base.FaultReport) -> None:
@@ -204,15 +206,36 @@ class InspectorReporter:
         with self._lock:
             self._send(data, what, detail, url or self.url)
 
+    def _client(self, url: str) -> http.Client:
+        parsed = urlparse.urlsplit(url)
+        key = (parsed.scheme, parsed.netloc)
+        client = self._clients.get(key)
+        if client is None:
+            # One connection: calls are serialised anyway. No proxy: a
+            # fault report must not depend on one being up.
+            client = self._clients[key] = http.Client(
+                url, self.timeout,
+                http.TLSSettings(system_ca=True)
+                if parsed.scheme == 'https' else None,
+                pool_size=1, use_proxy=False)
+        return client
+
     def _send(self, data: bytes, what: str, detail: str, url: str) -> None:
         attempts = self.retries + 1
-        last_failure = ''
-        retry_after = 0.0
-        for attempt in range(attempts):
-            if attempt:
-                # An inspector that limits our rate (429) says how long.
-                time.sleep(max(retry_after, min(
-                    RETRY_BACKOFF * 2 ** (attempt - 1), MAX_BACKOFF)))
+        client = self._client(url)
+        uri = urlparse.urlunsplit(
+            ('', '', urlparse.urlsplit(url).path or '/',
+             urlparse.urlsplit(url).query, ''))
+        counter = iter(range(1, attempts + 1))
+
+        def warn(attempt: int, error: str, where: str = '') -> None:
+            LOG.warning('Attempt %(attempt)d/%(attempts)d to report '
+                        '%(what)s%(where)s failed: %(error)s',
+                        {'attempt': attempt, 'attempts': attempts,
+                         'what': what, 'where': where, 'error': error})
+
+        def attempt() -> None:
+            number = next(counter)
             started = time.monotonic()
             headers = self._headers
             if self._keystone is not None:
@@ -220,26 +243,16 @@ class InspectorReporter:
                     headers = dict(headers, **{
                         'X-Auth-Token': self._keystone.get_token()})
                 except ks_exc.ClientException as exc:
-                    last_failure = (f'no Keystone token ({type(exc).__name__}'
-                                    f': {exc}); check [monitor_auth]')
-                    LOG.warning('Attempt %(attempt)d/%(attempts)d to report '
-                                '%(what)s failed: %(error)s',
-                                {'attempt': attempt + 1,
-                                 'attempts': attempts, 'what': what,
-                                 'error': last_failure})
-                    continue
+                    error = (f'no Keystone token ({type(exc).__name__}: '
+                             f'{exc}); check [monitor_auth]')
+                    warn(number, error)
+                    raise _Failed(error) from None
             try:
-                response = self._http.request(
-                    'PUT', url, body=data, headers=headers,
-                    timeout=self._timeout, redirect=False)
-            except (urllib3_exc.HTTPError, OSError) as exc:
-                last_failure = httperrors.describe(exc, self.timeout)
-                LOG.warning('Attempt %(attempt)d/%(attempts)d to report '
-                            '%(what)s to %(url)s failed: %(error)s',
-                            {'attempt': attempt + 1, 'attempts': attempts,
-                             'what': what, 'url': url,
-                             'error': last_failure})
-                continue
+                response = client.request('PUT', data, headers, uri)
+            except http.HTTPError as exc:
+                error = http.describe(exc, self.timeout)
+                warn(number, error, f' to {url}')
+                raise _Failed(error) from None
             if response.status < 300:
                 LOG.info('Reported %(what)s%(detail)s to %(url)s in '
                          '%(ms).1f ms',
@@ -247,13 +260,11 @@ class InspectorReporter:
                           'ms': (time.monotonic() - started) * 1000.0})
                 return
             error = _error_body(response)
-            retry_after = _retry_after(response)
             if response.status == 401 and self._keystone is not None:
                 # Revoked or expired early: the next attempt gets a new
                 # token.
                 self._keystone.invalidate()
-                last_failure = f'HTTP 401: {error}'
-                continue
+                raise _Failed(f'HTTP 401: {error}')
             if response.status < 500 and response.status != 429:
                 LOG.error('The inspector at %(url)s rejected the report of '
                           '%(what)s: HTTP %(code)d %(error)s',
@@ -262,20 +273,30 @@ class InspectorReporter:
                 raise exceptions.DeliveryError(
                     f'the inspector at {url} rejected the report of '
                     f'{what} with HTTP {response.status}: {error}')
-            last_failure = f'HTTP {response.status}: {error}'
-            LOG.warning('Attempt %(attempt)d/%(attempts)d to report '
-                        '%(what)s to %(url)s failed: %(error)s',
-                        {'attempt': attempt + 1, 'attempts': attempts,
-                         'what': what, 'url': url, 'error': last_failure})
-        raise exceptions.DeliveryError(
-            f'could not report {what} to the inspector at {url} after '
-            f'{attempts} attempt(s); last error: {last_failure}. Check that '
-            f'doctor-plugin-inspector is running and reachable, and that '
-            f'[monitor] inspector_url points at its events API.')
+            failure = _Failed(f'HTTP {response.status}: {error}',
+                              _retry_after(response))
+            warn(number, str(failure), f' to {url}')
+            raise failure
+
+        try:
+            retry.call(attempt, backoff=BACKOFF,
+                       retry_if=lambda exc: isinstance(exc, _Failed),
+                       attempts=attempts,
+                       # An inspector that limits our rate (429) says how
+                       # long.
+                       wait_hint=lambda exc: getattr(exc, 'retry_after', 0.0))
+        except _Failed as exc:
+            raise exceptions.DeliveryError(
+                f'could not report {what} to the inspector at {url} after '
+                f'{attempts} attempt(s); last error: {exc}. Check that '
+                f'doctor-plugin-inspector is running and reachable, and '
+                f'that [monitor] inspector_url points at its events API.'
+            ) from None
 
     def close(self) -> None:
         """Close the kept-alive connections to the inspector."""
-        self._http.clear()
+        for client in self._clients.values():
+            client.close()
 
 
 def _keystone_session(conf: cfg.ConfigOpts) -> typing.Any:
@@ -299,7 +320,18 @@ def _keystone_session(conf: cfg.ConfigOpts) -> typing.Any:
                                                      auth=auth)
 
 
-def _retry_after(response: urllib3.BaseHTTPResponse) -> float:
+class _Failed(Exception):
+    """An attempt that failed in a way worth another.
+
+    :ivar retry_after: the least wait the inspector asked for (429)
+    """
+
+    def __init__(self, error: str, retry_after: float = 0.0) -> None:
+        super().__init__(error)
+        self.retry_after = retry_after
+
+
+def _retry_after(response: http.Response) -> float:
     """Seconds a Retry-After header asks for (capped), or 0."""
     try:
         return min(max(float(response.headers.get('Retry-After', 0)), 0.0),
@@ -308,7 +340,7 @@ def _retry_after(response: urllib3.BaseHTTPResponse) -> float:
         return 0.0
 
 
-def _error_body(response: urllib3.BaseHTTPResponse) -> str:
+def _error_body(response: http.Response) -> str:
     """The inspector's error, compact JSON if it sent JSON, else its text."""
     try:
         return json.dumps(json.loads(response.data), sort_keys=True)

@@ -1,9 +1,36 @@
-"""The notifier contract: a batch of Events delivered somewhere.
+"""The notifier contracts: events to a pipeline sink, alarms to an action.
 
-Notifiers are chosen by the scheme of a URL, as Ceilometer chooses its
-publishers and Aodh its alarm notifiers: ``log://``, ``messaging://``,
-``http://`` and ``https://``. Options that belong to one target travel in the
-URL's query string; the rest come from the ``[notifier]`` group.
+Two kinds of plugin deliver what doctor_plugin decides, each chosen by
+the scheme of a URL as Ceilometer chooses its publishers and Aodh its
+alarm notifiers:
+
+* an **event notifier** (:class:`EventNotifier`, entry points in
+  ``doctor_plugin.notifiers``: ``alarms``, ``messaging``, ``http``,
+  ``https``, ``log``) is a pipeline sink's target. It has one method,
+  ``notify(events)``, called with a batch of :class:`~doctor_plugin.event.
+  Event`.
+* an **alarm action** (:class:`AlarmAction`, entry points in
+  ``doctor_plugin.alarm_actions``: ``http``, ``https``, ``log``,
+  ``messaging``) is what an alarm's ``alarm_actions``/``ok_actions`` URL
+  names. It has one method, ``notify(notification)``, called with one
+  :class:`AlarmNotification`: the fields Aodh's notifiers get
+  (``aodh.notifier.AlarmNotifier.notify``), as one record.
+
+Both are constructed with ``(conf, url)``: the service's configuration
+and the target; options that belong to one target travel in the URL's
+query string, the rest come from the ``[notifier]`` group. Both may
+override two lifecycle hooks, which are not abstract because most
+plugins have nothing to do in them: :meth:`Plugin.reload` (SIGHUP: read
+the target's own files again; only ``alarms://`` has any) and
+:meth:`Plugin.close` (release connections and threads at shutdown).
+
+A plugin whose deliveries can be recorded and retried by the outbox
+(:mod:`doctor_plugin.delivery`) also implements :class:`Recordable`:
+``encode(item)`` turns what ``notify`` takes into :class:`Prepared`
+payloads and ``send(prepared)`` sends one of them, then or after a
+restart. Whether a delivery is recorded is decided in one place,
+:class:`doctor_plugin.delivery.deliverer.Deliverer`, never by the plugin
+or its caller.
 """
 
 from __future__ import annotations
@@ -16,6 +43,7 @@ from urllib import parse as urlparse
 from oslo_config import cfg
 
 from doctor_plugin import event as event_model
+from doctor_plugin import exceptions
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -43,11 +71,18 @@ class AlarmNotification:
         return {field.name: getattr(self, field.name)
                 for field in dataclasses.fields(self)}
 
+    def event(self) -> event_model.Event | None:
+        """The event of an event alarm's ``reason_data``, rebuilt."""
+        data = (self.reason_data or {}).get('event')
+        if data is None:
+            return None
+        return event_model.Event.deserialize(data)
+
 
 class Prepared(typing.NamedTuple):
-    """One payload of a durable notifier, before it is recorded."""
+    """One payload of a :class:`Recordable` plugin, before it is recorded."""
 
-    #: Ordering key within the notifier's target (an alarm id, a topic):
+    #: Ordering key within the plugin's target (an alarm id, a topic):
     #: payloads of one key are delivered in order.
     key: str
     #: Idempotency key the receiver sees (the event's message_id).
@@ -57,8 +92,8 @@ class Prepared(typing.NamedTuple):
     payload: bytes
 
 
-class NotifierBase(metaclass=abc.ABCMeta):
-    """Deliver events to the target named by a URL.
+class Plugin:
+    """What both contracts share: a target URL and two lifecycle hooks.
 
     :param conf: the service's configuration
     :param url: the target; its scheme selected this plugin, its query
@@ -73,46 +108,6 @@ class NotifierBase(metaclass=abc.ABCMeta):
         self.params = dict(urlparse.parse_qsl(self.parsed_url.query,
                                               keep_blank_values=True))
 
-    @abc.abstractmethod
-    def notify(self, events: typing.Sequence[event_model.Event],
-               alarm: AlarmNotification | None = None) -> None:
-        """Deliver a batch of events.
-
-        :param events: the events, in order; never empty
-        :param alarm: when an alarm fired, its transition; ``None`` when the
-            events come straight from a pipeline sink
-        :raises doctor_plugin.exceptions.DeliveryError: if the target could
-            not be reached or refused the events
-        """
-
-    #: Whether the notifier splits its deliveries into :meth:`prepare` and
-    #: :meth:`send`, so that an outbox can record and retry them
-    #: (:mod:`doctor_plugin.delivery`).
-    durable = False
-
-    def prepare(self, events: typing.Sequence[event_model.Event],
-                alarm: AlarmNotification | None = None
-                ) -> list[Prepared]:
-        """What :meth:`notify` would send, as recordable payloads.
-
-        Durable notifiers only.
-
-        :returns: :class:`Prepared` payloads, in the order they are to be
-            sent
-        """
-        raise NotImplementedError
-
-    def send(self, item: typing.Any) -> None:
-        """Send one payload of :meth:`prepare` (or its recorded copy).
-
-        Durable notifiers only. ``item`` has ``payload``, ``event_id``
-        and ``label``.
-
-        :raises doctor_plugin.exceptions.DeliveryError: if the target could
-            not be reached or refused it
-        """
-        raise NotImplementedError
-
     def reload(self) -> None:
         """Read the target's own definition files again (SIGHUP).
 
@@ -121,3 +116,78 @@ class NotifierBase(metaclass=abc.ABCMeta):
 
     def close(self) -> None:
         """Release connections and threads; the default has none."""
+
+
+class EventNotifier(Plugin, metaclass=abc.ABCMeta):
+    """Deliver a pipeline sink's events to the target a URL names."""
+
+    @abc.abstractmethod
+    def notify(self, events: typing.Sequence[event_model.Event]) -> None:
+        """Deliver a batch of events.
+
+        :param events: the events, in order; never empty
+        :raises doctor_plugin.exceptions.DeliveryError: if the target could
+            not be reached or refused the events
+        """
+
+
+class AlarmAction(Plugin, metaclass=abc.ABCMeta):
+    """Run one action of an alarm: report its transition to a URL."""
+
+    @abc.abstractmethod
+    def notify(self, notification: AlarmNotification) -> None:
+        """Report one alarm transition.
+
+        :param notification: the alarm, its previous and current state,
+            the reason and, in ``reason_data``, the event that caused it
+        :raises doctor_plugin.exceptions.DeliveryError: if the target could
+            not be reached or refused it
+        """
+
+
+@typing.runtime_checkable
+class Recordable(typing.Protocol):
+    """A plugin whose deliveries the outbox can record and retry.
+
+    Implemented by a :class:`Plugin` (the outbox keys lanes by its
+    ``url``).
+
+    ``encode`` must be pure (no I/O): its payloads are recorded before
+    any is sent. ``send`` may be called again with the same payload, by
+    another instance of the plugin for the same URL, after a restart:
+    receivers drop repeats by ``event_id``. An event notifier and an
+    alarm action of one scheme must send each other's payloads, since a
+    resumed delivery is sent by the event notifier of its URL.
+    """
+
+    def encode(self, item: typing.Any) -> list[Prepared]:
+        """What ``notify(item)`` would send, as recordable payloads.
+
+        :returns: the payloads, in the order they are to be sent
+        """
+
+    def send(self, prepared: typing.Any) -> None:
+        """Send one payload of :meth:`encode`, or its recorded copy.
+
+        ``prepared`` has ``payload``, ``event_id`` and ``label``.
+
+        :raises doctor_plugin.exceptions.DeliveryError: if the target could
+            not be reached or refused it
+        """
+
+
+def send_all(plugin: Recordable, item: typing.Any) -> None:
+    """``notify`` of a :class:`Recordable`: encode, then send in order.
+
+    A failure after the first payload says how many went before it.
+    """
+    prepared = plugin.encode(item)
+    for index, payload in enumerate(prepared):
+        try:
+            plugin.send(payload)
+        except exceptions.DeliveryError as exc:
+            if index == 0:
+                raise
+            raise exceptions.DeliveryError(
+                f'{exc} ({index} of {len(prepared)} deliveries of this '
+                f'batch were delivered before)') from exc

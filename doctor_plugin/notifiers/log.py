@@ -1,7 +1,9 @@
-"""Write events to the service log: ``log://`` (``?level=warning``).
+"""Write events and alarms to the service log: ``log://?level=warning``.
 
 The notifier to start with, and the one to keep beside the others while
-debugging a pipeline: it shows what would have been delivered.
+debugging a pipeline or an alarm: it shows what would have been
+delivered. :class:`LogNotifier` is the event notifier (a pipeline sink),
+:class:`LogAction` the alarm action.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ OPTS = [
 _PARAMS = ('level',)
 
 
-class LogNotifier(base.NotifierBase):
-    """Log one line per event, and one per alarm transition."""
+class _LogTarget(base.Plugin):
+    """A ``log://`` URL: its level."""
 
     def __init__(self, conf: cfg.ConfigOpts, url: str) -> None:
         super().__init__(conf, url)
@@ -55,27 +57,51 @@ class LogNotifier(base.NotifierBase):
                 f"write e.g. log://?level=warning")
         self.level = LEVELS[name]
 
-    def notify(self, events: typing.Sequence[event_model.Event],
-               alarm: base.AlarmNotification | None = None) -> None:
+
+class LogNotifier(_LogTarget, base.EventNotifier):
+    """Log one line per event (a pipeline sink)."""
+
+    def notify(self, events: typing.Sequence[event_model.Event]) -> None:
         if not LOG.isEnabledFor(self.level):
             return
-        if alarm is not None:
-            LOG.log(self.level,
-                    'Alarm %(name)s <%(id)s> of %(severity)s severity went '
-                    'from %(previous)s to %(current)s because %(reason)s',
-                    {'name': alarm.alarm_name, 'id': alarm.alarm_id,
-                     'severity': alarm.severity, 'previous': alarm.previous,
-                     'current': alarm.current, 'reason': alarm.reason})
         for event in events:
-            LOG.log(self.level,
-                    'Event %(event_type)s <%(message_id)s> generated '
-                    '%(generated)s traits %(traits)s',
-                    {'event_type': event.event_type,
-                     'message_id': event.message_id,
-                     'generated': event.generated.isoformat(),
-                     'traits': _format_traits(event)})
+            _log_event(self.level, event.event_type, event.message_id,
+                       event.generated.isoformat(),
+                       (t.serialize() for t in event.traits))
 
 
-def _format_traits(event: event_model.Event) -> str:
-    return ', '.join(f'{name}={value}' for name, _dtype, value
-                     in (t.serialize() for t in event.traits)) or '(none)'
+class LogAction(_LogTarget, base.AlarmAction):
+    """Log one line per alarm transition, and one for its event."""
+
+    def notify(self, notification: base.AlarmNotification) -> None:
+        if not LOG.isEnabledFor(self.level):
+            return
+        LOG.log(self.level,
+                'Alarm %(name)s <%(id)s> of %(severity)s severity went '
+                'from %(previous)s to %(current)s because %(reason)s',
+                {'name': notification.alarm_name,
+                 'id': notification.alarm_id,
+                 'severity': notification.severity,
+                 'previous': notification.previous,
+                 'current': notification.current,
+                 'reason': notification.reason})
+        event = (notification.reason_data or {}).get('event')
+        if isinstance(event, dict):
+            # The serialised event as it is: no need to rebuild it.
+            _log_event(self.level, event.get('event_type'),
+                       event.get('message_id'), event.get('generated'),
+                       event.get('traits') or ())
+
+
+def _log_event(level: int, event_type: str | None, message_id: str | None,
+               generated: str | None,
+               traits: typing.Iterable[typing.Sequence]) -> None:
+    LOG.log(level,
+            'Event %(event_type)s <%(message_id)s> generated '
+            '%(generated)s traits %(traits)s',
+            {'event_type': event_type, 'message_id': message_id,
+             'generated': generated, 'traits': _format_traits(traits)})
+
+
+def _format_traits(traits: typing.Iterable[typing.Sequence]) -> str:
+    return ', '.join(f'{t[0]}={t[2]}' for t in traits) or '(none)'

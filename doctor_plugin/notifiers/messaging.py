@@ -1,5 +1,9 @@
 """Put events on the OpenStack message bus: ``messaging://``.
 
+:class:`MessagingNotifier` publishes a pipeline sink's events;
+:class:`MessagingAction`, an alarm action, publishes the event that
+moved the alarm, as it did when alarm actions were notifiers.
+
 Two outputs per batch, in this order:
 
 1. the Ceilometer event-publisher message that Aodh's event alarm listener
@@ -128,8 +132,8 @@ class _TopicSender:
             version=_MESSAGE_VERSION, retry=self._retry)
 
 
-class MessagingNotifier(base.NotifierBase):
-    """Publish events for Aodh (Ceilometer's format) and as notifications."""
+class _MessagingTarget(base.Plugin):
+    """A ``messaging://`` URL: its topics, and how a message is sent."""
 
     def __init__(self, conf: cfg.ConfigOpts, url: str) -> None:
         super().__init__(conf, url)
@@ -181,17 +185,8 @@ class MessagingNotifier(base.NotifierBase):
         self._notification_types = tuple(opts.notification_event_types)
         self._sends_notification: dict[str, bool] = {}
 
-    #: The event batch is one delivery, and each plain notification one.
-    durable = True
-
-    def notify(self, events: typing.Sequence[event_model.Event],
-               alarm: base.AlarmNotification | None = None) -> None:
-        for item in self.prepare(events, alarm):
-            self.send(item)
-
-    def prepare(self, events: typing.Sequence[event_model.Event],
-                alarm: base.AlarmNotification | None = None
-                ) -> list[base.Prepared]:
+    def encode_events(self, events: typing.Sequence[event_model.Event]
+                      ) -> list[base.Prepared]:
         """The event batch, then the plain notifications, as messages.
 
         Each carries the message_id it is sent with every time, and the
@@ -208,7 +203,8 @@ class MessagingNotifier(base.NotifierBase):
                 for e in events if self._notifies(e.event_type))
         return prepared
 
-    def send(self, item: typing.Any) -> None:
+    def send(self, prepared: typing.Any) -> None:
+        item = prepared
         message = jsonutils.loads(item.payload)
         sender = (self.event_sender if message['to'] == _EVENTS
                   else self.notification_sender)
@@ -247,6 +243,48 @@ class MessagingNotifier(base.NotifierBase):
                   '(%(priority)s) to topic %(topic)s',
                   {'count': count, 'event_type': event_type,
                    'priority': priority, 'topic': sender.topic})
+
+
+class MessagingNotifier(_MessagingTarget, base.EventNotifier):
+    """Publish a sink's events for Aodh and as notifications.
+
+    Recordable: the event batch is one delivery, and each plain
+    notification one.
+    """
+
+    def encode(self, item: typing.Sequence[event_model.Event]
+               ) -> list[base.Prepared]:
+        return self.encode_events(item)
+
+    def notify(self, events: typing.Sequence[event_model.Event]) -> None:
+        for prepared in self.encode(events):
+            self.send(prepared)
+
+
+class MessagingAction(_MessagingTarget, base.AlarmAction):
+    """Publish the event that moved an alarm, as a sink would publish it.
+
+    What Aodh's event alarms consume, so a ``messaging://`` action passes
+    the triggering event on to the bus's consumers. Recordable, as the
+    event notifier.
+    """
+
+    def encode(self, item: base.AlarmNotification) -> list[base.Prepared]:
+        try:
+            event = item.event()
+        except ValueError as exc:
+            raise exceptions.DeliveryError(
+                f'alarm {item.alarm_name}: its reason_data holds no valid '
+                f'event to publish ({exc})') from None
+        if event is None:
+            raise exceptions.DeliveryError(
+                f'alarm {item.alarm_name}: its reason_data holds no event '
+                f'to publish; messaging:// actions need event alarms')
+        return self.encode_events([event])
+
+    def notify(self, notification: base.AlarmNotification) -> None:
+        for prepared in self.encode(notification):
+            self.send(prepared)
 
 
 _EVENTS, _NOTIFICATIONS = 'events', 'notifications'

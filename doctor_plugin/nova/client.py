@@ -36,7 +36,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 import requests
 
-from doctor_plugin.common import httpsession
+from doctor_plugin.common import http as http_client
 from doctor_plugin.common import ksopts
 from doctor_plugin.common import retry
 from doctor_plugin.common import urls
@@ -202,7 +202,7 @@ class NovaClient:
         # failure uses both, and a smaller pool opens and drops a new
         # connection for every call over its size.
         pool = max(10, 2 * group.max_parallel_resets + 4)
-        http = httpsession.EnvironmentCachingSession()
+        http = http_client.EnvironmentCachingSession()
         for scheme in ('http://', 'https://'):
             http.mount(scheme, ks_session.TCPKeepAliveAdapter(
                 pool_connections=4, pool_maxsize=pool))

@@ -2,7 +2,7 @@
 
 import fixtures
 
-from doctor_plugin.common import httpsession
+from doctor_plugin.common import http
 from doctor_plugin.tests import base
 
 
@@ -17,7 +17,7 @@ class TestEnvironmentCachingSession(base.TestCase):
             'http_proxy', 'http://proxy.example:3128'))
         self.useFixture(fixtures.EnvironmentVariable(
             'no_proxy', 'direct.example'))
-        self.session = httpsession.EnvironmentCachingSession()
+        self.session = http.EnvironmentCachingSession()
         self.addCleanup(self.session.close)
 
     def settings(self, url, **kwargs):
