@@ -189,5 +189,5 @@ def send_all(plugin: Recordable, item: typing.Any) -> None:
             if index == 0:
                 raise
             raise exceptions.DeliveryError(
-                f'{exc} ({index} of {len(prepared)} deliveries of this '
+                f'{exc} ({index} of {len(prepared)} events of this '
                 f'batch were delivered before)') from exc

@@ -69,7 +69,7 @@ class BatchRecorder:
         self.batches = []
         self.closed = False
 
-    def notify(self, events, alarm=None):
+    def notify(self, events):
         self.batches.append(list(events))
 
     def close(self):

@@ -359,7 +359,7 @@ class TestPipeline(base.TestCase):
         pipe = self.make(document())
 
         class Broken(notifications.BatchRecorder):
-            def notify(self, events, alarm=None):
+            def notify(self, events):
                 raise exceptions.DeliveryError('broker gone')
 
         pipe.notifiers['log://'] = Broken()

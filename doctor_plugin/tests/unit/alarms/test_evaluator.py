@@ -524,13 +524,13 @@ class TestOkRule(WebhookTestCase):
             timeline=self.timeline, activity=work)
         self.addCleanup(ev.close)
         gate = threading.Event()
-        original = ev._run_delivery
+        original = ev._run
 
         def held(*args):
             gate.wait(5)
             return original(*args)
 
-        with mock.patch.object(ev, '_run_delivery', held):
+        with mock.patch.object(ev, '_run', held):
             futures = ev.evaluate([make_event()])
             self.assertFalse(work.wait_idle(0.05))
             gate.set()

@@ -1,6 +1,7 @@
 """Tests for doctor_plugin.common.plugins."""
 
 from doctor_plugin.common import plugins
+from doctor_plugin.common import urls
 from doctor_plugin import exceptions
 from doctor_plugin.notifiers import log as log_notifier
 from doctor_plugin.tests import base
@@ -114,30 +115,30 @@ class TestNotifiers(base.TestCase):
         self.assertEqual('doctor_plugin.notifiers', exc.namespace)
 
 
-class TestRedactUrl(base.TestCase):
+class TestRedact(base.TestCase):
 
     def test_password_hidden(self):
         self.assertEqual('rabbit://doctor:***@broker:5672/vhost',
-                         plugins.redact_url(
+                         urls.redact(
                              'rabbit://doctor:s3cret@broker:5672/vhost'))
 
     def test_query_and_path_kept(self):
         self.assertEqual('https://u:***@vnfm/alarm?x=1',
-                         plugins.redact_url('https://u:pw@vnfm/alarm?x=1'))
+                         urls.redact('https://u:pw@vnfm/alarm?x=1'))
 
     def test_at_sign_in_password(self):
-        redacted = plugins.redact_url('https://u:p@ss@vnfm/alarm')
+        redacted = urls.redact('https://u:p@ss@vnfm/alarm')
         self.assertEqual('https://u:***@vnfm/alarm', redacted)
         self.assertNotIn('ss@', redacted)
 
     def test_empty_password_is_still_hidden(self):
         self.assertEqual('https://u:***@vnfm/',
-                         plugins.redact_url('https://u:@vnfm/'))
+                         urls.redact('https://u:@vnfm/'))
 
     def test_without_password_unchanged(self):
         for url in ('https://vnfm/alarm', 'https://u@vnfm/alarm',
                     'log://', 'messaging://?topic=alarm.all'):
-            self.assertEqual(url, plugins.redact_url(url))
+            self.assertEqual(url, urls.redact(url))
 
 
 class TestDescribe(base.TestCase):

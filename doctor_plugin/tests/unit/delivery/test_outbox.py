@@ -266,7 +266,7 @@ class TestRecording(OutboxTestCase):
         with pipe.outbox.store.engine.begin() as conn:
             conn.execute(sa.text('DROP TABLE doctor_deliveries'))
         ev = host_event()
-        with self.assertLogs('doctor_plugin.delivery.outbox',
+        with self.assertLogs('doctor_plugin.delivery.deliverer',
                              'ERROR') as logs:
             self.assertEqual({}, pipe.publish([ev]))
         self.assertIn('without retries', logs.output[0])
@@ -341,7 +341,7 @@ class TestBusDeliveries(OutboxTestCase):
             self.conf, 'messaging://?topic=t&notification_topic=n')
         self.addCleanup(notifier.close)
         ev = host_event()
-        prepared = notifier.prepare([ev])
+        prepared = notifier.encode([ev])
         self.assertEqual(['events', 'notifications'],
                          [p.key for p in prepared])
         sent = []

@@ -25,7 +25,7 @@ def make_alarm():
         alarm_id='5b3e1f7c-6a55-4d36-9d1a-0c1bd0e7f1a2',
         alarm_name='host-down', severity='critical', previous='ok',
         current='alarm', reason='Event <id=1,event_type=x> hits the query.',
-        reason_data={'type': 'event'})
+        reason_data={'type': 'event', 'event': make_event().serialize()})
 
 
 class TestLogNotifier(base.TestCase):
@@ -58,10 +58,10 @@ class TestLogNotifier(base.TestCase):
         self.assertIn('since=2024-05-01T12:00:00.250000', lines[1])
 
     def test_alarm_adds_one_line_for_the_transition(self):
-        notifier = log_notifier.LogNotifier(self.conf, 'log://')
+        notifier = log_notifier.LogAction(self.conf, 'log://')
         alarm = make_alarm()
 
-        notifier.notify([make_event()], alarm)
+        notifier.notify(alarm)
 
         lines = self.lines()
         self.assertEqual(2, len(lines))
@@ -78,9 +78,9 @@ class TestLogNotifier(base.TestCase):
             logger = self.useFixture(fixtures.FakeLogger(
                 name=log_notifier.__name__, level=logging.DEBUG,
                 format='%(levelname)s %(message)s'))
-            notifier = log_notifier.LogNotifier(self.conf,
-                                                f'log://?level={name}')
-            notifier.notify([make_event()], make_alarm())
+            notifier = log_notifier.LogAction(self.conf,
+                                              f'log://?level={name}')
+            notifier.notify(make_alarm())
             lines = logger.output.splitlines()
             self.assertEqual(2, len(lines), name)
             self.assertTrue(all(line.startswith(prefix + ' ')
@@ -98,9 +98,9 @@ class TestLogNotifier(base.TestCase):
     def test_nothing_logged_below_the_logger_level(self):
         quiet = self.useFixture(fixtures.FakeLogger(
             name=log_notifier.__name__, level=logging.INFO))
-        notifier = log_notifier.LogNotifier(self.conf, 'log://?level=debug')
+        notifier = log_notifier.LogAction(self.conf, 'log://?level=debug')
 
-        notifier.notify([make_event()], make_alarm())
+        notifier.notify(make_alarm())
 
         self.assertEqual('', quiet.output)
 

@@ -273,20 +273,20 @@ class TestDelivery(MessagingTestCase):
         self.assertEqual({2.0}, {c.kwargs['version']
                                  for c in spy.mock.call_args_list})
 
-    def test_alarm_argument_does_not_change_what_is_sent(self):
+    def test_alarm_action_sends_the_alarm_event_as_a_sink_would(self):
         self.set_opts('notifier', notification_event_types=['*'])
         spy = self.spy_sends()
-        events = make_events()
-        notifier = messaging_notifier.MessagingNotifier(self.conf,
-                                                        'messaging://')
+        events = make_events()[:1]
+        action = messaging_notifier.MessagingAction(self.conf,
+                                                    'messaging://')
         alarm = notifier_base.AlarmNotification(
-            'id', 'name', 'critical', 'ok', 'alarm', 'reason', {})
+            'id', 'name', 'critical', 'ok', 'alarm', 'reason',
+            {'type': 'event', 'event': events[0].serialize()})
 
-        notifier.notify(events, alarm)
+        action.notify(alarm)
 
         messages = [c.args[2] for c in spy.mock.call_args_list]
-        self.assertEqual(['event', 'compute.host.down',
-                          'compute.instance.down'],
+        self.assertEqual(['event', events[0].event_type],
                          [m['event_type'] for m in messages])
         self.assertEqual(events, [event_model.Event.deserialize(m)
                                   for m in messages[0]['payload']])

@@ -20,7 +20,9 @@ import time
 import uuid
 
 import fixtures
+import urllib3
 
+from doctor_plugin.common import http as http_layer
 from doctor_plugin.common import plugins
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
@@ -134,7 +136,7 @@ class WebhookTestCase(base.TestCase):
         return server
 
     def notifier(self, url):
-        notifier = webhook.WebhookNotifier(self.conf, url)
+        notifier = webhook.WebhookAction(self.conf, url)
         self.addCleanup(notifier.close)
         return notifier
 
@@ -143,12 +145,11 @@ class TestAlarmDelivery(WebhookTestCase):
 
     def test_alarm_is_posted_once_as_aodh_body(self):
         server = self.start_consumer()
-        first, second = make_event(), make_event('compute.host.down',
-                                                 host='compute-2')
+        first = make_event()
         alarm = make_alarm(first)
         notifier = self.notifier(server.url + '/alarms')
 
-        notifier.notify([first, second], alarm)
+        notifier.notify(alarm)
 
         received = server.wait_for(1, WAIT)
         time.sleep(0.05)
@@ -167,8 +168,8 @@ class TestAlarmDelivery(WebhookTestCase):
         event = make_event()
         notifier = self.notifier(server.url)
 
-        notifier.notify([event], make_alarm(event))
-        notifier.notify([event], make_alarm(event))
+        notifier.notify(make_alarm(event))
+        notifier.notify(make_alarm(event))
 
         ids = {a.headers['x-openstack-request-id']
                for a in server.wait_for(2, WAIT)}
@@ -181,13 +182,20 @@ class TestAlarmDelivery(WebhookTestCase):
             self.addCleanup(notifier.close)
             self.assertIsInstance(notifier, webhook.WebhookNotifier)
         event = make_event()
-        plugins.load_notifier(self.conf, server.url).notify(
-            [event], make_alarm(event))
+        action = plugins.load_alarm_action(self.conf, server.url)
+        self.addCleanup(action.close)
+        self.assertIsInstance(action, webhook.WebhookAction)
+        action.notify(make_alarm(event))
         self.assertEqual(1, len(server.wait_for(1, WAIT)))
 
 
 class TestSynthesisedAlarms(WebhookTestCase):
-    """Without an alarm each event is posted as Aodh would report it."""
+    """A pipeline sink's events are each posted as Aodh would report it."""
+
+    def notifier(self, url):
+        notifier = webhook.WebhookNotifier(self.conf, url)
+        self.addCleanup(notifier.close)
+        return notifier
 
     def test_one_post_per_event(self):
         server = self.start_consumer()
@@ -281,7 +289,7 @@ class TestUrlParameters(WebhookTestCase):
                          '&doctor-ssl-verify=false')
         event = make_event()
 
-        notifier.notify([event], make_alarm(event))
+        notifier.notify(make_alarm(event))
 
         self.assertEqual('/hook?tenant=a%20b&x=1',
                          server.wait_for(1, WAIT)[0].path)
@@ -293,7 +301,7 @@ class TestUrlParameters(WebhookTestCase):
         notifier = self.notifier(url + '/hook')
         event = make_event()
 
-        notifier.notify([event], make_alarm(event))
+        notifier.notify(make_alarm(event))
 
         auth = server.wait_for(1, WAIT)[0].headers['Authorization']
         self.assertEqual('Basic ZG9jdG9yOnMzY3JldA==', auth)
@@ -328,7 +336,7 @@ class TestDeliveryErrors(WebhookTestCase):
         event = make_event()
 
         exc = self.assertRaises(exceptions.DeliveryError, notifier.notify,
-                                [event], make_alarm(event))
+                                make_alarm(event))
 
         self.assertEqual(3, server.requests)
         message = str(exc)
@@ -344,7 +352,7 @@ class TestDeliveryErrors(WebhookTestCase):
         notifier = self.notifier(server.url)
         event = make_event()
 
-        notifier.notify([event], make_alarm(event))
+        notifier.notify(make_alarm(event))
 
         self.assertEqual(3, server.requests)
 
@@ -355,7 +363,7 @@ class TestDeliveryErrors(WebhookTestCase):
         event = make_event()
 
         self.assertRaises(exceptions.DeliveryError, notifier.notify,
-                          [event], make_alarm(event))
+                          make_alarm(event))
         self.assertEqual(1, server.requests)
 
     def test_client_error_is_not_retried(self):
@@ -364,7 +372,7 @@ class TestDeliveryErrors(WebhookTestCase):
         event = make_event()
 
         exc = self.assertRaises(exceptions.DeliveryError, notifier.notify,
-                                [event], make_alarm(event))
+                                make_alarm(event))
 
         self.assertEqual(1, server.requests)
         self.assertIn('HTTP 404', str(exc))
@@ -377,7 +385,7 @@ class TestDeliveryErrors(WebhookTestCase):
         event = make_event()
 
         exc = self.assertRaises(exceptions.DeliveryError, notifier.notify,
-                                [event], make_alarm(event))
+                                make_alarm(event))
 
         self.assertIn('HTTP 307', str(exc))
         self.assertIn('Redirects are not followed', str(exc))
@@ -391,7 +399,7 @@ class TestDeliveryErrors(WebhookTestCase):
 
         started = time.monotonic()
         exc = self.assertRaises(exceptions.DeliveryError, notifier.notify,
-                                [event], make_alarm(event))
+                                make_alarm(event))
 
         self.assertLess(time.monotonic() - started, WAIT)
         message = str(exc)
@@ -411,7 +419,7 @@ class TestDeliveryErrors(WebhookTestCase):
 
         started = time.monotonic()
         exc = self.assertRaises(exceptions.DeliveryError, notifier.notify,
-                                [event], make_alarm(event))
+                                make_alarm(event))
         elapsed = time.monotonic() - started
 
         self.assertLess(elapsed, 0.9)
@@ -424,6 +432,8 @@ class TestDeliveryErrors(WebhookTestCase):
         server = self.start_stub([200, 500])
         notifier = self.notifier(server.url)
 
+        notifier = webhook.WebhookNotifier(self.conf, server.url)
+        self.addCleanup(notifier.close)
         exc = self.assertRaises(exceptions.DeliveryError, notifier.notify,
                                 [make_event(), make_event(), make_event()])
 
@@ -438,36 +448,35 @@ class TestSession(WebhookTestCase):
         self.set_opts('notifier', webhook_pool_size=3, webhook_max_retries=4)
         notifier = self.notifier('https://h/')
 
-        pool = notifier.pool_manager.connection_from_url('https://h/')
-        self.assertEqual(3, pool.pool.maxsize)
-        self.assertEqual(4, notifier.retries.total)
-        self.assertEqual(4, notifier.retries.connect)
-        self.assertFalse(notifier.retries.read)
-        self.assertIn(500, notifier.retries.status_forcelist)
-        self.assertNotIn(404, notifier.retries.status_forcelist)
+        self.assertEqual(3, notifier.client.pool._maxsize)
+        self.assertEqual(4, notifier._max_retries)
+        self.assertIn(500, webhook._RETRY_STATUSES)
+        self.assertFalse(http_layer.ReadTimeout.retryable)
+        self.assertTrue(http_layer.ConnectFailed.retryable)
+        self.assertNotIn(404, webhook._RETRY_STATUSES)
 
     def test_connection_is_reused(self):
         server = self.start_consumer()
         notifier = self.notifier(server.url)
         event = make_event()
 
-        notifier.notify([event], make_alarm(event))
-        (first,) = notifier._direct._idle
-        notifier.notify([event], make_alarm(event))
+        notifier.notify(make_alarm(event))
+        (first,) = notifier.client.pool._idle
+        notifier.notify(make_alarm(event))
 
         self.assertEqual(2, len(server.wait_for(2, WAIT)))
-        self.assertEqual([first], list(notifier._direct._idle))
+        self.assertEqual([first], list(notifier.client.pool._idle))
 
     def test_connection_the_consumer_closes_is_not_kept(self):
         server = self.start_stub([200, 200], close=True)
         notifier = self.notifier(server.url)
         event = make_event()
 
-        notifier.notify([event], make_alarm(event))
-        notifier.notify([event], make_alarm(event))
+        notifier.notify(make_alarm(event))
+        notifier.notify(make_alarm(event))
 
         self.assertEqual(2, server.requests)
-        self.assertEqual(0, len(notifier._direct))
+        self.assertEqual(0, len(notifier.client.pool))
 
     def test_idle_connection_closed_by_the_consumer_is_replaced(self):
         with socket.socket() as listener:
@@ -476,24 +485,24 @@ class TestSession(WebhookTestCase):
             conn = http.client.HTTPConnection(*listener.getsockname())
             conn.connect()
             accepted, _ = listener.accept()
-            self.assertFalse(webhook._dropped(conn))
+            self.assertFalse(http_layer._dropped(conn))
             accepted.close()
-            self.assertTrue(webhook._dropped(conn))
+            self.assertTrue(http_layer._dropped(conn))
             conn.close()
-            self.assertTrue(webhook._dropped(conn))
+            self.assertTrue(http_layer._dropped(conn))
 
     def test_close_closes_the_connections(self):
         server = self.start_consumer()
-        notifier = webhook.WebhookNotifier(self.conf, server.url)
+        notifier = webhook.WebhookAction(self.conf, server.url)
         event = make_event()
-        notifier.notify([event], make_alarm(event))
-        self.assertEqual(1, len(notifier._direct))
+        notifier.notify(make_alarm(event))
+        self.assertEqual(1, len(notifier.client.pool))
 
         notifier.close()
 
-        self.assertEqual(0, len(notifier._direct))
+        self.assertEqual(0, len(notifier.client.pool))
         # A later POST connects again.
-        notifier.notify([event], make_alarm(event))
+        notifier.notify(make_alarm(event))
         self.assertEqual(2, len(server.wait_for(2, WAIT)))
 
     def test_through_a_proxy_urllib3_carries_the_posts(self):
@@ -502,7 +511,7 @@ class TestSession(WebhookTestCase):
         self.useFixture(fixtures.EnvironmentVariable('no_proxy', ''))
         self.useFixture(fixtures.EnvironmentVariable('NO_PROXY', ''))
         notifier = self.notifier('http://consumer.example.com:9/hook')
-        self.assertIsNone(notifier._direct)
+        self.assertIsNone(notifier.client.pool)
 
 
 class TestProxy(WebhookTestCase):
@@ -511,7 +520,7 @@ class TestProxy(WebhookTestCase):
     def test_http_proxy_forwards_the_absolute_url(self):
         proxy = self.start_stub([200])
         paths = []
-        handle = webhook.urllib3.HTTPConnectionPool.urlopen
+        handle = urllib3.HTTPConnectionPool.urlopen
 
         def urlopen(pool, method, url, *args, **kwargs):
             paths.append((pool.host, pool.port, url))
@@ -528,14 +537,14 @@ class TestProxy(WebhookTestCase):
                                  '&doctor-timeout=1')
         event = make_event()
 
-        notifier.notify([event], make_alarm(event))
+        notifier.notify(make_alarm(event))
 
         self.assertEqual(1, proxy.requests)
         self.assertEqual(
             [('127.0.0.1', proxy.server_address[1],
               'http://consumer.example.com:9/hook?a=1')], paths)
         self.assertIn('Proxy-Authorization',
-                      notifier.pool_manager.proxy_headers)
+                      notifier.client.proxy_manager.proxy_headers)
 
     def test_no_proxy_is_honoured(self):
         server = self.start_consumer()
@@ -546,11 +555,11 @@ class TestProxy(WebhookTestCase):
         notifier = self.notifier(server.url)
         event = make_event()
 
-        notifier.notify([event], make_alarm(event))
+        notifier.notify(make_alarm(event))
 
         self.assertEqual(1, len(server.wait_for(1, WAIT)))
-        self.assertNotIsInstance(notifier.pool_manager,
-                                 webhook.urllib3.ProxyManager)
+        self.assertNotIsInstance(notifier.client.proxy_manager,
+                                 urllib3.ProxyManager)
 
     def test_unreachable_proxy_is_reported(self):
         self.set_opts('notifier', webhook_max_retries=0)
@@ -562,7 +571,7 @@ class TestProxy(WebhookTestCase):
         event = make_event()
 
         exc = self.assertRaises(exceptions.DeliveryError, notifier.notify,
-                                [event], make_alarm(event))
+                                make_alarm(event))
 
         self.assertIn('ProxyError', str(exc))
         self.assertIn('reachable', str(exc))
@@ -605,7 +614,7 @@ class TestTLS(WebhookTestCase):
     def post(self, url):
         notifier = self.notifier(url)
         event = make_event()
-        notifier.notify([event], make_alarm(event))
+        notifier.notify(make_alarm(event))
 
     def test_unknown_certificate_is_refused(self):
         server, url = self.start_tls_consumer()
