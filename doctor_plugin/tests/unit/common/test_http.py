@@ -1,4 +1,6 @@
-"""The session that reads the environment once per host."""
+"""Tests for doctor_plugin.common.http: the client and the session."""
+
+import socket
 
 import fixtures
 
@@ -57,3 +59,34 @@ class TestEnvironmentCachingSession(base.TestCase):
         self.assertEqual('http://proxy.example:3128',
                          second['proxies']['http'])
         self.assertNotEqual('x', second['verify'])
+
+
+class TestClientErrors(base.TestCase):
+    """Failures come as our own types, worded in requests' terms."""
+
+    def test_refused_connection_is_a_retryable_connect_failure(self):
+        with socket.socket() as sock:
+            sock.bind(('127.0.0.1', 0))
+            port = sock.getsockname()[1]
+        client = http.Client(f'http://127.0.0.1:{port}/x', 0.5,
+                             use_proxy=False)
+        exc = self.assertRaises(http.ConnectFailed, client.request,
+                                'POST', b'{}', {})
+        self.assertTrue(exc.retryable)
+        text = http.describe(exc, 0.5)
+        self.assertTrue(text.startswith('ConnectionError: '), text)
+        self.assertIn('Connection refused', text)
+        self.assertIn('reachable from this host', http.advice(exc))
+
+    def test_slow_answer_is_a_read_timeout_not_retried(self):
+        listener = socket.socket()
+        self.addCleanup(listener.close)
+        listener.bind(('127.0.0.1', 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        client = http.Client(f'http://127.0.0.1:{port}/x', 0.2,
+                             use_proxy=False)
+        exc = self.assertRaises(http.ReadTimeout, client.request,
+                                'POST', b'{}', {})
+        self.assertFalse(exc.retryable)
+        self.assertEqual('no response within 0.2s', http.describe(exc, 0.2))
