@@ -301,7 +301,7 @@ def cmd_validate_config(args: argparse.Namespace) -> int:
             alarms = definitions.load_file(path)
             for alarm in alarms:
                 for url in alarm.action_urls():
-                    plugins.load_notifier(conf, url).close()
+                    plugins.load_alarm_action(conf, url).close()
             checks.append(f'alarm definitions {path}: {len(alarms)} '
                           f'alarm(s)')
         if 'nova' in (conf.inspector.topology_source,

@@ -125,7 +125,7 @@ class TestCLI(base.TestCase):
         rc, out, err = self.run_cli('validate-config', '--config-file', conf)
         self.assertEqual(2, rc)
         self.assertIn("'htps'", err)
-        self.assertIn('doctor_plugin.notifiers', err)
+        self.assertIn('doctor_plugin.alarm_actions', err)
 
     def test_list_plugins(self):
         rc, out, _ = self.run_cli('list-plugins')
