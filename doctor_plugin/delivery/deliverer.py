@@ -9,8 +9,8 @@ pipeline (a sink's events to an event notifier) and the alarm evaluator
         work()            # or executor.submit(work)
 
 :meth:`Deliverer.start` records, in one transaction, the payloads of the
-plugins that are :class:`~doctor_plugin.notifiers.base.Recordable` (when
-``[delivery] durable`` gave an outbox), and returns the work to do now:
+plugins that are :class:`~doctor_plugin.delivery.recordable.Recordable`
+(when ``[delivery] durable`` gave an outbox), and returns the work to do now:
 
 * for a recorded plugin, the head of each lane the batch opened
   (:meth:`~doctor_plugin.delivery.outbox.Outbox.run`): it does not raise,
@@ -35,8 +35,8 @@ from oslo_log import log as logging
 
 from doctor_plugin.common import urls
 from doctor_plugin import delivery
+from doctor_plugin.delivery import recordable as recordable_mod
 from doctor_plugin import exceptions
-from doctor_plugin.notifiers import base as notifier_base
 
 LOG = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def recordable(plugin: typing.Any) -> bool:
 def _recordable_type(cls: type) -> bool:
     # Once per class: a protocol check costs microseconds, and the
     # evaluator asks once per alarm action.
-    return issubclass(cls, notifier_base.Recordable)
+    return issubclass(cls, recordable_mod.Recordable)
 
 
 def _notify(plugin: typing.Any, item: typing.Any) -> Work:

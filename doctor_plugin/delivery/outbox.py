@@ -1,6 +1,6 @@
 """Make recorded deliveries, in order per key, retrying until a deadline.
 
-A plugin that can be recorded (:class:`~doctor_plugin.notifiers.base.
+A plugin that can be recorded (:class:`~doctor_plugin.delivery.recordable.
 Recordable`) splits its work in two: ``encode`` turns what it is asked
 to deliver into payloads, each with an ordering key and an idempotency
 key (the event's message_id), and ``send`` sends one. The outbox records
@@ -41,9 +41,9 @@ from doctor_plugin.common import plugins
 from doctor_plugin.common import retry
 from doctor_plugin.common import urls
 from doctor_plugin import delivery
+from doctor_plugin.delivery import recordable
 from doctor_plugin.delivery import store as store_mod
 from doctor_plugin import exceptions
-from doctor_plugin.notifiers import base as notifier_base
 
 LOG = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class Outbox:
     # The notification path.
 
     def accept(self, batch: typing.Iterable[
-            tuple[typing.Any, notifier_base.Prepared]]
+            tuple[typing.Any, recordable.Prepared]]
                ) -> list[store_mod.Delivery]:
         """Record payloads of notifiers, in one transaction.
 

@@ -25,10 +25,12 @@ the target's own files again; only ``alarms://`` has any) and
 :meth:`Plugin.close` (release connections and threads at shutdown).
 
 A plugin whose deliveries can be recorded and retried by the outbox
-(:mod:`doctor_plugin.delivery`) also implements :class:`Recordable`:
-``encode(item)`` turns what ``notify`` takes into :class:`Prepared`
-payloads and ``send(prepared)`` sends one of them, then or after a
-restart. Whether a delivery is recorded is decided in one place,
+(:mod:`doctor_plugin.delivery`) also implements
+:class:`~doctor_plugin.delivery.recordable.Recordable`: ``encode(item)``
+turns what ``notify`` takes into
+:class:`~doctor_plugin.delivery.recordable.Prepared` payloads and
+``send(prepared)`` sends one of them, then or after a restart. Whether
+a delivery is recorded is decided in one place,
 :class:`doctor_plugin.delivery.deliverer.Deliverer`, never by the plugin
 or its caller.
 """
@@ -43,7 +45,6 @@ from urllib import parse as urlparse
 from oslo_config import cfg
 
 from doctor_plugin import event as event_model
-from doctor_plugin import exceptions
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -77,19 +78,6 @@ class AlarmNotification:
         if data is None:
             return None
         return event_model.Event.deserialize(data)
-
-
-class Prepared(typing.NamedTuple):
-    """One payload of a :class:`Recordable` plugin, before it is recorded."""
-
-    #: Ordering key within the plugin's target (an alarm id, a topic):
-    #: payloads of one key are delivered in order.
-    key: str
-    #: Idempotency key the receiver sees (the event's message_id).
-    event_id: str
-    #: What logs call it (an alarm's name).
-    label: str
-    payload: bytes
 
 
 class Plugin:
@@ -143,51 +131,3 @@ class AlarmAction(Plugin, metaclass=abc.ABCMeta):
         :raises doctor_plugin.exceptions.DeliveryError: if the target could
             not be reached or refused it
         """
-
-
-@typing.runtime_checkable
-class Recordable(typing.Protocol):
-    """A plugin whose deliveries the outbox can record and retry.
-
-    Implemented by a :class:`Plugin` (the outbox keys lanes by its
-    ``url``).
-
-    ``encode`` must be pure (no I/O): its payloads are recorded before
-    any is sent. ``send`` may be called again with the same payload, by
-    another instance of the plugin for the same URL, after a restart:
-    receivers drop repeats by ``event_id``. An event notifier and an
-    alarm action of one scheme must send each other's payloads, since a
-    resumed delivery is sent by the event notifier of its URL.
-    """
-
-    def encode(self, item: typing.Any) -> list[Prepared]:
-        """What ``notify(item)`` would send, as recordable payloads.
-
-        :returns: the payloads, in the order they are to be sent
-        """
-
-    def send(self, prepared: typing.Any) -> None:
-        """Send one payload of :meth:`encode`, or its recorded copy.
-
-        ``prepared`` has ``payload``, ``event_id`` and ``label``.
-
-        :raises doctor_plugin.exceptions.DeliveryError: if the target could
-            not be reached or refused it
-        """
-
-
-def send_all(plugin: Recordable, item: typing.Any) -> None:
-    """``notify`` of a :class:`Recordable`: encode, then send in order.
-
-    A failure after the first payload says how many went before it.
-    """
-    prepared = plugin.encode(item)
-    for index, payload in enumerate(prepared):
-        try:
-            plugin.send(payload)
-        except exceptions.DeliveryError as exc:
-            if index == 0:
-                raise
-            raise exceptions.DeliveryError(
-                f'{exc} ({index} of {len(prepared)} events of this '
-                f'batch were delivered before)') from exc

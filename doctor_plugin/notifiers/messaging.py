@@ -40,6 +40,7 @@ from oslo_serialization import jsonutils
 from oslo_utils import timeutils
 
 from doctor_plugin.common import messaging
+from doctor_plugin.delivery import recordable
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.notifiers import base
@@ -186,7 +187,7 @@ class _MessagingTarget(base.Plugin):
         self._sends_notification: dict[str, bool] = {}
 
     def encode_events(self, events: typing.Sequence[event_model.Event]
-                      ) -> list[base.Prepared]:
+                      ) -> list[recordable.Prepared]:
         """The event batch, then the plain notifications, as messages.
 
         Each carries the message_id it is sent with every time, and the
@@ -253,7 +254,7 @@ class MessagingNotifier(_MessagingTarget, base.EventNotifier):
     """
 
     def encode(self, item: typing.Sequence[event_model.Event]
-               ) -> list[base.Prepared]:
+               ) -> list[recordable.Prepared]:
         return self.encode_events(item)
 
     def notify(self, events: typing.Sequence[event_model.Event]) -> None:
@@ -269,7 +270,8 @@ class MessagingAction(_MessagingTarget, base.AlarmAction):
     event notifier.
     """
 
-    def encode(self, item: base.AlarmNotification) -> list[base.Prepared]:
+    def encode(self, item: base.AlarmNotification
+               ) -> list[recordable.Prepared]:
         try:
             event = item.event()
         except ValueError as exc:
@@ -291,8 +293,8 @@ _EVENTS, _NOTIFICATIONS = 'events', 'notifications'
 
 
 def _message(to: str, priority: str, event_type: str, payload: typing.Any,
-             event_id: str, count: int) -> base.Prepared:
-    return base.Prepared(
+             event_id: str, count: int) -> recordable.Prepared:
+    return recordable.Prepared(
         key=to, event_id=event_id,
         label=f'{count} event(s) as {event_type!r}',
         payload=jsonutils.dump_as_bytes({

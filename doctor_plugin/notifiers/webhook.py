@@ -24,6 +24,7 @@ from oslo_log import log as logging
 
 from doctor_plugin.common import http
 from doctor_plugin.common import retry
+from doctor_plugin.delivery import recordable
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.notifiers import aodh_body
@@ -148,16 +149,18 @@ class _Webhook(base.Plugin):
 
 
 def _prepared(notification: base.AlarmNotification,
-              event_id: str) -> base.Prepared:
-    return base.Prepared(key=notification.alarm_id, event_id=event_id,
-                         label=notification.alarm_name,
-                         payload=aodh_body.encode(notification))
+              event_id: str) -> recordable.Prepared:
+    return recordable.Prepared(key=notification.alarm_id,
+                               event_id=event_id,
+                               label=notification.alarm_name,
+                               payload=aodh_body.encode(notification))
 
 
 class WebhookAction(_Webhook, base.AlarmAction):
     """An alarm action: POST the transition, as Aodh's REST notifier."""
 
-    def encode(self, item: base.AlarmNotification) -> list[base.Prepared]:
+    def encode(self, item: base.AlarmNotification
+               ) -> list[recordable.Prepared]:
         """The alarm's body, keyed by its event's message_id."""
         event = (item.reason_data or {}).get('event')
         event_id = (event.get('message_id') if isinstance(event, dict)
@@ -165,20 +168,20 @@ class WebhookAction(_Webhook, base.AlarmAction):
         return [_prepared(item, event_id)]
 
     def notify(self, notification: base.AlarmNotification) -> None:
-        base.send_all(self, notification)
+        recordable.send_all(self, notification)
 
 
 class WebhookNotifier(_Webhook, base.EventNotifier):
     """A pipeline sink: POST each event as the alarm it would raise."""
 
     def encode(self, item: typing.Sequence[event_model.Event]
-               ) -> list[base.Prepared]:
+               ) -> list[recordable.Prepared]:
         """One body per event, each an alarm synthesised from it."""
         return [_prepared(self.alarm_from_event(e), e.message_id)
                 for e in item]
 
     def notify(self, events: typing.Sequence[event_model.Event]) -> None:
-        base.send_all(self, events)
+        recordable.send_all(self, events)
 
     def alarm_from_event(self, event: event_model.Event
                          ) -> base.AlarmNotification:
