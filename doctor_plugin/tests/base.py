@@ -4,11 +4,10 @@ import os
 import socket
 
 import fixtures
-from oslo_config import cfg
 from oslotest import base
 
 from doctor_plugin.common import profiler
-from doctor_plugin import delivery
+from doctor_plugin.testing import config
 
 
 def closed_port() -> int:
@@ -19,12 +18,15 @@ def closed_port() -> int:
 
 
 class TestCase(base.BaseTestCase):
-    """A test with its own configuration object and profiler timeline."""
+    """A test with its own configuration object and profiler timeline.
+
+    ``self.conf`` has every option registered, as a service's has
+    (:class:`doctor_plugin.testing.config.ConfFixture`).
+    """
 
     def setUp(self) -> None:
         super().setUp()
-        self.conf = cfg.ConfigOpts()
-        self.conf([], project='doctor_plugin')
+        self.conf = self.useFixture(config.ConfFixture()).conf
         # Each test its own delivery database (and nothing in /var/lib).
         self.state_path = self.useFixture(fixtures.TempDir()).path
         self.use_private_state()
@@ -35,7 +37,6 @@ class TestCase(base.BaseTestCase):
         Parsing the configuration again (``self.conf([...])``) drops the
         overrides; a test that does so calls this after it.
         """
-        delivery.register_opts(self.conf)
         self.set_opts(state_path=self.state_path)
         self.timeline = profiler.Timeline()
 

@@ -16,7 +16,6 @@ import sqlalchemy as sa
 from doctor_plugin import delivery
 from doctor_plugin.delivery import store as store_mod
 from doctor_plugin import event as event_model
-from doctor_plugin.notifiers import webhook
 from doctor_plugin import pipeline
 from doctor_plugin.testing import consumer
 from doctor_plugin.tests import base
@@ -42,7 +41,6 @@ class TestSharedDatabase(base.TestCase):
     def setUp(self):
         super().setUp()
         self.require(database_problem())
-        self.conf.register_opts(webhook.OPTS, group='notifier')
         self.set_opts(group='notifier', webhook_max_retries=0)
         # A host of its own in the shared tables; its rows go at the end.
         self.owner = f'test-{uuid.uuid4().hex[:12]}'

@@ -12,7 +12,6 @@ from urllib import parse as urlparse
 import uuid
 
 import fixtures
-from oslo_config import cfg
 import yaml
 
 from doctor_plugin.bench import real_aodh
@@ -20,10 +19,10 @@ from doctor_plugin.inspector import service as inspector_service
 from doctor_plugin.integrations import aodh as aodh_integration
 from doctor_plugin.monitors import base as monitor_base
 from doctor_plugin.monitors import reporter as reporter_mod
-from doctor_plugin import opts
 from doctor_plugin import pipeline as pipeline_mod
 from doctor_plugin.testing import broker
 from doctor_plugin.testing import chain as chain_mod
+from doctor_plugin.testing import config
 from doctor_plugin.testing import consumer
 from doctor_plugin.tests import alarm_files
 from doctor_plugin.tests.functional import base
@@ -48,9 +47,7 @@ class InteropTestCase(base.FunctionalTestCase):
         With ``bus``, it also publishes on ``event_topic``, where Aodh
         listens.
         """
-        conf = cfg.ConfigOpts()
-        opts.register_all(conf)
-        conf([], project='doctor_plugin', default_config_files=[])
+        conf = self.useFixture(config.ConfFixture()).conf
         conf.set_override('transport_url', base.TRANSPORT_URL)
         # Its delivery database in the test's directory, not /var/lib.
         conf.set_override('state_path', self.dir)
@@ -179,9 +176,7 @@ class TestAodhEvaluatesOurEvents(InteropTestCase):
             [f'{self.receiver.url}/aodh/vm-1'])
         aodh.start()
         self.addCleanup(aodh.stop)
-        conf = cfg.ConfigOpts()
-        conf.register_opts(reporter_mod.OPTS, group='monitor')
-        conf([], project='doctor_plugin', default_config_files=[])
+        conf = self.useFixture(config.ConfFixture()).conf
         conf.set_override('inspector_url', inspector.url + '/events',
                           group='monitor')
         conf.set_override('inspector_secret', self.secret, group='monitor')

@@ -8,7 +8,6 @@ import fixtures
 
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
-from doctor_plugin.notifiers import webhook
 from doctor_plugin import pipeline
 from doctor_plugin.testing import consumer
 from doctor_plugin.tests import base
@@ -329,7 +328,6 @@ class TestPipeline(base.TestCase):
         # Without the outbox a failure is the caller's to handle (with it,
         # tests/unit/delivery: it is retried, not reported).
         self.set_opts(group='delivery', durable=False)
-        self.conf.register_opts(webhook.OPTS, group='notifier')
         self.set_opts(group='notifier', webhook_max_retries=0)
         receiver = consumer.ConsumerServer().start()
         self.addCleanup(receiver.stop)
@@ -380,7 +378,6 @@ class TestPipeline(base.TestCase):
         with open(path, 'w') as f:
             f.write('sources: [{name: s, events: ["*"], sinks: [k]}]\n'
                     'sinks: [{name: k, notifiers: ["log://"]}]\n')
-        self.conf.register_opts(pipeline.OPTS)
         self.set_opts(pipeline_cfg_file=path)
         pipe = pipeline.Pipeline.from_conf(self.conf)
         self.addCleanup(pipe.close)
@@ -388,7 +385,6 @@ class TestPipeline(base.TestCase):
         self.assertEqual(['log://'], list(pipe.notifiers))
 
     def test_from_conf_missing_file(self):
-        self.conf.register_opts(pipeline.OPTS)
         self.set_opts(pipeline_cfg_file='no-such-pipeline-9f3c.yaml')
         exc = self.assertRaises(exceptions.ConfigurationError,
                                 pipeline.Pipeline.from_conf, self.conf)

@@ -20,7 +20,6 @@ from doctor_plugin.alarms import index
 from doctor_plugin.common import activity
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
-from doctor_plugin.notifiers import webhook
 from doctor_plugin.testing import consumer
 from doctor_plugin.tests import base
 
@@ -61,7 +60,6 @@ class EvaluatorTestCase(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.conf.register_opts(evaluator.OPTS, group=evaluator.GROUP)
 
     def make(self, *alarms):
         ev = evaluator.EventAlarmEvaluator(
@@ -238,7 +236,6 @@ class WebhookTestCase(EvaluatorTestCase):
 
     def setUp(self):
         super().setUp()
-        self.conf.register_opts(webhook.OPTS, group='notifier')
         self.set_opts(group='notifier', webhook_max_retries=0)
         self.receiver = consumer.ConsumerServer().start()
         self.addCleanup(self.receiver.stop)

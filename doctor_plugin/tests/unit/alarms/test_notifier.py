@@ -6,14 +6,12 @@ import uuid
 import fixtures
 import yaml
 
-from doctor_plugin.alarms import evaluator
 from doctor_plugin.alarms import notifier as alarms
 from doctor_plugin.common import plugins
 from doctor_plugin.common import profiler
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.inspector import engine
-from doctor_plugin.notifiers import webhook
 from doctor_plugin import pipeline
 from doctor_plugin.testing import consumer
 from doctor_plugin.tests import base
@@ -24,8 +22,6 @@ class AlarmsNotifierTestCase(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.conf.register_opts(evaluator.OPTS, group=evaluator.GROUP)
-        self.conf.register_opts(webhook.OPTS, group='notifier')
         self.set_opts(group='notifier', webhook_max_retries=0)
         self.set_opts(group='alarms', reload_interval=0.0)
         self.dir = self.useFixture(fixtures.TempDir()).path

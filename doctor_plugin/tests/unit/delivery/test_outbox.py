@@ -29,8 +29,6 @@ from doctor_plugin import exceptions
 from doctor_plugin.inspector import engine
 from doctor_plugin.inspector import listener
 from doctor_plugin.notifiers import messaging as messaging_notifier
-from doctor_plugin.notifiers import webhook
-from doctor_plugin import opts
 from doctor_plugin import pipeline
 from doctor_plugin.testing import consumer
 from doctor_plugin.tests import base
@@ -44,7 +42,6 @@ class OutboxTestCase(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.conf.register_opts(webhook.OPTS, group='notifier')
         # Fail fast, retry fast.
         self.set_opts(group='notifier', webhook_max_retries=0,
                       webhook_timeout=1.0)
@@ -335,7 +332,6 @@ class TestSignedWebhooks(OutboxTestCase):
 class TestBusDeliveries(OutboxTestCase):
 
     def test_recorded_bus_message_keeps_its_message_id(self):
-        opts.register_all(self.conf)
         self.set_opts(transport_url='fake://')
         notifier = messaging_notifier.MessagingNotifier(
             self.conf, 'messaging://?topic=t&notification_topic=n')

@@ -10,7 +10,6 @@ import webob
 from doctor_plugin.common import plugins
 from doctor_plugin.inspector import api
 from doctor_plugin.inspector import engine
-from doctor_plugin.notifiers import webhook
 from doctor_plugin import pipeline
 from doctor_plugin.testing import chain as chain_mod
 from doctor_plugin.testing import consumer
@@ -43,9 +42,6 @@ class APITestCase(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.conf.register_opts(api.OPTS, group='inspector')
-        self.conf.register_opts(engine.OPTS, group='inspector')
-        self.conf.register_opts(webhook.OPTS, group='notifier')
         self.set_opts(group='notifier', webhook_max_retries=0)
         # These tests are about the API; fan-out has its own tests.
         self.set_opts(group='inspector', instance_events=False)

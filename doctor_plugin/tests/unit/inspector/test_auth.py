@@ -9,7 +9,6 @@ import logging
 import os
 
 import fixtures
-from oslo_config import cfg
 from oslo_policy import opts as policy_opts
 import requests
 
@@ -21,6 +20,7 @@ from doctor_plugin.monitors import base as monitor_base
 from doctor_plugin.monitors import reporter as reporter_mod
 from doctor_plugin import policies
 from doctor_plugin.testing import chain as chain_mod
+from doctor_plugin.testing import config
 from doctor_plugin.testing import keystone as keystone_standin
 from doctor_plugin.tests.unit.inspector import test_api
 
@@ -304,23 +304,26 @@ class TestKeystone(AuthTestCase):
         self.assertEqual([], self.recorder.batches)
 
     def monitor(self, password=None):
-        """A monitor's reporter with [monitor_auth] for the stand-in."""
-        conf = cfg.ConfigOpts()
-        conf([], project='doctor_plugin', default_config_files=[])
-        conf.register_opts(reporter_mod.OPTS, group='monitor')
-        conf.register_opts(reporter_mod.list_auth_opts(),
-                           group=reporter_mod.AUTH_GROUP)
-        conf.set_override('inspector_url', f'{self.url}/events',
-                          group='monitor')
-        conf.set_override('report_retries', 1, group='monitor')
+        """A monitor's reporter with [monitor_auth] for the stand-in.
+
+        Its own configuration, from a file as a monitor host has it: the
+        options of the ``password`` plugin are registered by keystoneauth1
+        when it loads the plugin, and read from the file then.
+        """
         options = self.keystone.authtoken_options()
         if password is not None:
             options['password'] = password
-        for name in ('auth_type', 'auth_url', 'username', 'password',
-                     'project_name', 'user_domain_name',
-                     'project_domain_name'):
-            conf.set_override(name, options[name],
-                              group=reporter_mod.AUTH_GROUP)
+        path = self.useFixture(fixtures.TempDir()).join('monitor.conf')
+        with open(path, 'w', encoding='utf-8') as f:
+            f.write(f'[monitor]\ninspector_url = {self.url}/events\n'
+                    f'report_retries = 1\n[{reporter_mod.AUTH_GROUP}]\n')
+            for name in ('auth_type', 'auth_url', 'username', 'password',
+                         'project_name', 'user_domain_name',
+                         'project_domain_name'):
+                f.write(f'{name} = {options[name]}\n')
+        conf = self.useFixture(config.ConfFixture()).conf
+        conf(['--config-file', path], project='doctor_plugin',
+             default_config_files=[])
         reporter = reporter_mod.InspectorReporter(conf)
         self.addCleanup(reporter.close)
         return reporter
@@ -412,9 +415,8 @@ class TestOptions(AuthTestCase):
                         ['inspector_secret'].secret)
 
     def test_demo_secrets_are_random(self):
-        conf = cfg.ConfigOpts()
-        first = chain_mod.use_shared_secret(conf)
-        self.assertEqual(first, conf.inspector.shared_secret)
-        self.assertEqual(first, conf.monitor.inspector_secret)
-        self.assertNotEqual(first, chain_mod.use_shared_secret(conf))
+        first = chain_mod.use_shared_secret(self.conf)
+        self.assertEqual(first, self.conf.inspector.shared_secret)
+        self.assertEqual(first, self.conf.monitor.inspector_secret)
+        self.assertNotEqual(first, chain_mod.use_shared_secret(self.conf))
         self.assertGreaterEqual(len(first), 32)

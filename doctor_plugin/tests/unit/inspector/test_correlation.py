@@ -19,7 +19,6 @@ class TestHostStateTracker(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.conf.register_opts(correlation.OPTS, group='inspector')
         self.set_opts(group='inspector', host_report_window=60.0,
                       flap_window=0.3, flap_threshold=4)
         self.clock = Clock()

@@ -10,9 +10,7 @@ import fixtures
 from doctor_plugin.common import activity
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
-from doctor_plugin.inspector import correlation
 from doctor_plugin.inspector import engine
-from doctor_plugin.notifiers import webhook
 from doctor_plugin import pipeline
 from doctor_plugin.testing import consumer
 from doctor_plugin.tests import base
@@ -75,11 +73,9 @@ class InspectorTestCase(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.conf.register_opts(engine.OPTS, group='inspector')
         # Per-instance events and host correlation have tests of their own;
         # here each test sees only what it is about.
         self.set_opts(group='inspector', instance_events=False)
-        self.conf.register_opts(correlation.OPTS, group='inspector')
         self.set_opts(group='inspector', host_report_window=0.0)
         self.topology = topology.HostTopology([
             Instance('vm-1', 'tenant-a', 'compute-1'),
@@ -230,7 +226,6 @@ class TestDeliveryFailure(InspectorTestCase):
         # Without the outbox; with it the delivery is retried instead
         # (tests/unit/delivery).
         self.set_opts(group='delivery', durable=False)
-        self.conf.register_opts(webhook.OPTS, group='notifier')
         self.set_opts(group='notifier', webhook_max_retries=0)
         port = closed_port()
         url = f'http://doctor:s3cret@127.0.0.1:{port}/alarm'
@@ -282,7 +277,6 @@ class TestTopologySource(base.TestCase):
         with open(path, 'w') as f:
             f.write('hosts:\n  compute-5:\n'
                     '    - {id: vm-5, project_id: tenant-e}\n')
-        self.conf.register_opts(engine.OPTS, group='inspector')
         self.set_opts(group='inspector', topology_file=path)
         pipe = make_pipeline(self.conf)
         self.addCleanup(pipe.close)

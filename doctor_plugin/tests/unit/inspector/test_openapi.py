@@ -2,14 +2,12 @@
 
 import importlib.resources
 
-from oslo_config import cfg
 from schemathesis.specs.openapi import definitions
 import webob
 import yaml
 
 from doctor_plugin.common import messaging
 from doctor_plugin.inspector import service as inspector_service
-from doctor_plugin import opts
 from doctor_plugin import pipeline as pipeline_mod
 from doctor_plugin.testing import chain as chain_mod
 from doctor_plugin.tests import base
@@ -47,10 +45,6 @@ class TestOpenAPI(base.TestCase):
     def setUp(self):
         super().setUp()
         self.spec = load_spec()
-        self.conf = cfg.ConfigOpts()
-        opts.register_all(self.conf)
-        self.conf([], project='doctor_plugin', default_config_files=[])
-        self.use_private_state()
         self.addCleanup(messaging.cleanup)
         self.set_opts(transport_url=messaging.FAKE_TRANSPORT_URL)
         self.set_opts(group='inspector', port=0,

@@ -4,7 +4,6 @@ import json
 
 import requests
 
-from doctor_plugin import event as event_model
 from doctor_plugin.inspector import api
 from doctor_plugin.inspector import ratelimit
 from doctor_plugin.tests import base
@@ -148,7 +147,6 @@ class TestAPILimits(test_api.APITestCase):
         self.assertEqual(200, response.status_code, response.text)
 
     def test_too_many_traits_is_400(self):
-        self.conf.register_opts(event_model.LIMIT_OPTS, group='inspector')
         self.set_opts(group='inspector', max_traits=10)
         url = self.serve_ceilometer()
         event = self.ceilometer_event([[f't{i}', 1, 'x'] for i in range(11)])

@@ -11,13 +11,11 @@ import time
 import uuid
 
 import fixtures
-from oslo_config import cfg
 import requests
 
 from doctor_plugin.common import messaging
 from doctor_plugin import exceptions
 from doctor_plugin.inspector import service as inspector_service
-from doctor_plugin import opts
 from doctor_plugin import pipeline as pipeline_mod
 from doctor_plugin.testing import chain as chain_mod
 from doctor_plugin.testing import nova as nova_standin
@@ -56,10 +54,6 @@ class ServiceTestCase(base.TestCase):
     def setUp(self):
         super().setUp()
         self.useFixture(fixtures.Timeout(60, gentle=True))
-        self.conf = cfg.ConfigOpts()
-        opts.register_all(self.conf)
-        self.conf([], project='doctor_plugin', default_config_files=[])
-        self.use_private_state()
         messaging.cleanup()
         self.addCleanup(messaging.cleanup)
         self.set_opts(transport_url=messaging.FAKE_TRANSPORT_URL)

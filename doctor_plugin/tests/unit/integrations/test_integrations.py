@@ -134,14 +134,16 @@ class TestAodhNotifier(InspectorTestCase):
 
     def setUp(self):
         super().setUp()
-        # Aodh's configuration, with our [doctor] options in it.
+        # Aodh's configuration, read from its file: aodh-notifier never
+        # runs our prepare_service, so the notifier registers its [doctor]
+        # options on Aodh's configuration itself.
+        path = self.useFixture(fixtures.TempDir()).join('aodh.conf')
+        with open(path, 'w', encoding='utf-8') as f:
+            f.write(f'[{aodh.GROUP}]\ninspector_secret = {self.secret}\n'
+                    f'inspectors = {self.netloc}\n')
         aodh_conf = cfg.ConfigOpts()
-        aodh_conf([], project='aodh', default_config_files=[])
-        aodh_conf.register_opts(aodh.OPTS, group=aodh.GROUP)
-        aodh_conf.set_override('inspector_secret', self.secret,
-                               group=aodh.GROUP)
-        aodh_conf.set_override('inspectors', [self.netloc],
-                               group=aodh.GROUP)
+        aodh_conf(['--config-file', path], project='aodh',
+                  default_config_files=[])
         self.notifier = plugins.load_driver('aodh.notifier', 'doctor',
                                             aodh_conf)
 

@@ -11,7 +11,6 @@ from doctor_plugin.common import plugins
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.listener import service as listener
-from doctor_plugin import opts
 from doctor_plugin.testing import consumer
 from doctor_plugin.tests import base
 
@@ -26,7 +25,6 @@ class ListenerTestCase(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        opts.register_all(self.conf)
         self.set_opts(group='notifier', webhook_max_retries=0)
         self.receiver = consumer.ConsumerServer().start()
         self.addCleanup(self.receiver.stop)
@@ -136,7 +134,6 @@ class TestAlarmListener(ListenerTestCase):
             f.write('alarms:\n'
                     '  - name: host-down\n'
                     '    event_rule: {event_type: compute.host.down}\n')
-        self.conf.register_opts(evaluator.OPTS, group=evaluator.GROUP)
         self.set_opts(group='alarms', definitions_file=path)
         alarm_listener = listener.AlarmListener.from_conf(self.conf)
         self.addCleanup(alarm_listener.evaluator.close)
@@ -144,7 +141,6 @@ class TestAlarmListener(ListenerTestCase):
                          [a.name for a in alarm_listener.evaluator.alarms])
 
     def test_from_conf_missing_file(self):
-        self.conf.register_opts(evaluator.OPTS, group=evaluator.GROUP)
         self.set_opts(group='alarms',
                       definitions_file='no-such-alarms-7b1e.yaml')
         exc = self.assertRaises(exceptions.ConfigurationError,

@@ -153,7 +153,6 @@ class TestMonitorOverUDP(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.conf.register_opts(heartbeat.OPTS, group=heartbeat.GROUP)
         self.set_opts(group=heartbeat.GROUP, interval=INTERVAL,
                       startup_grace=0.0, listen='127.0.0.1:0')
         self.reports = []
@@ -257,7 +256,6 @@ class TestAgentCommand(base.TestCase):
                       .as_text())
 
     def test_defaults_to_this_hosts_name(self):
-        self.conf.register_opts(heartbeat.OPTS, group=heartbeat.GROUP)
         sender = heartbeat.HeartbeatSender.from_conf(self.conf)
         self.addCleanup(sender.close)
         self.assertEqual([socket.gethostname()], sender.hosts)

@@ -96,7 +96,6 @@ class InspectorReporterTest(test_base.TestCase):
 
     def make_reporter(self, url: str | None = None,
                       **overrides: object) -> reporter.InspectorReporter:
-        self.conf.register_opts(reporter.OPTS, group='monitor')
         self.set_opts('monitor', inspector_url=url or self.server.url,
                       **overrides)
         rep = reporter.InspectorReporter(self.conf)
@@ -104,7 +103,6 @@ class InspectorReporterTest(test_base.TestCase):
         return rep
 
     def test_options_defaults(self) -> None:
-        self.conf.register_opts(reporter.OPTS, group='monitor')
         self.assertEqual('http://127.0.0.1:12345/events',
                          self.conf.monitor.inspector_url)
         self.assertEqual(2.0, self.conf.monitor.report_timeout)

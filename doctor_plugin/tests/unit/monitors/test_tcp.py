@@ -91,7 +91,6 @@ class TCPMonitorTest(test_base.TestCase):
 
     def setUp(self) -> None:
         super().setUp()
-        self.conf.register_opts(tcp.OPTS, group='monitor')
         self.set_opts('monitor', interval=INTERVAL, miss_count=MISS_COUNT,
                       startup_grace=0.0)
         self.reports: queue.Queue[base.FaultReport] = queue.Queue()
@@ -394,10 +393,6 @@ class WatchedHostTest(test_base.TestCase):
 
 
 class TCPMonitorConfigTest(test_base.TestCase):
-
-    def setUp(self) -> None:
-        super().setUp()
-        self.conf.register_opts(tcp.OPTS, group='monitor')
 
     def monitor(self, entries: list[str]) -> tcp.TCPMonitor:
         self.set_opts('monitor', hosts=entries)

@@ -87,7 +87,6 @@ class TestLogNotifier(base.TestCase):
                                 for line in lines), lines)
 
     def test_level_from_option_when_url_has_none(self):
-        self.conf.register_opts(log_notifier.OPTS, group='notifier')
         self.set_opts('notifier', log_level='error')
         notifier = log_notifier.LogNotifier(self.conf, 'log://')
 

@@ -64,7 +64,6 @@ class MessagingTestCase(base.TestCase):
         self.useFixture(conffixture.ConfFixture(self.conf,
                                                 transport_url='fake:/'))
         self.addCleanup(messaging.cleanup)
-        self.conf.register_opts(messaging_notifier.OPTS, group='notifier')
 
     def listen(self, topics, endpoint=None, **kwargs):
         endpoint = endpoint or notifications.NotificationRecorder()

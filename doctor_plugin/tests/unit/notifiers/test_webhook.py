@@ -114,7 +114,6 @@ class WebhookTestCase(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.conf.register_opts(webhook.OPTS, group='notifier')
         # Proxies from the environment must not see loopback requests.
         for name in ('http_proxy', 'https_proxy', 'HTTP_PROXY',
                      'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY'):

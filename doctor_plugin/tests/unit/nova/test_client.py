@@ -14,6 +14,7 @@ from oslo_config import cfg
 from doctor_plugin import exceptions
 from doctor_plugin.nova import client as nova
 from doctor_plugin import opts
+from doctor_plugin.testing import config
 from doctor_plugin.testing import nova as nova_standin
 from doctor_plugin.tests import base
 
@@ -53,15 +54,16 @@ def configure(test, standin, token=None, **overrides) -> None:
     With ``token``, keystoneauth's admin_token plugin sends it; without,
     its ``none`` plugin (which sends no valid token).
     """
-    nova.register_opts(test.conf)
     opts = dict(endpoint_override=standin.compute_url, request_timeout=1.0,
                 retries=2, retry_backoff=0.01, fixup_deadline=10.0)
     if token is None:
         opts['auth_type'] = 'none'
     else:
+        # keystoneauth1 registers a plugin's options when it loads it;
+        # overridden before, they are registered here as it would.
         test.conf.register_opts(
             ks_loading.get_auth_plugin_conf_options('admin_token'),
-            group='nova')
+            group=nova.GROUP)
         opts.update(auth_type='admin_token', token=token,
                     endpoint=standin.compute_url)
     opts.update(overrides)
@@ -92,7 +94,6 @@ class TestOptions(base.TestCase):
         self.assertTrue(password[0].secret)
 
     def test_defaults(self):
-        nova.register_opts(self.conf)
         self.assertEqual('compute', self.conf.nova.service_type)
         self.assertEqual(5.0, self.conf.nova.request_timeout)
         self.assertEqual(3, self.conf.nova.retries)
@@ -100,13 +101,13 @@ class TestOptions(base.TestCase):
         self.assertEqual(16, self.conf.nova.max_parallel_resets)
         self.assertEqual(300.0, self.conf.nova.fixup_deadline)
 
-    def test_registering_twice_and_via_list_opts_does_not_conflict(self):
-        self.conf.register_opts(nova.list_opts(), group='nova')
-        nova.register_opts(self.conf)
-        nova.register_opts(self.conf)
+    def test_list_opts_and_the_registered_ones_do_not_conflict(self):
+        # The generator's list (with the password plugin's options) and
+        # what register_all registered: one option object per name.
+        self.conf.register_opts(nova.list_opts(), group=nova.GROUP)
+        opts.register_all(self.conf)
 
     def test_missing_auth_type_is_a_configuration_error(self):
-        nova.register_opts(self.conf)
         exc = self.assertRaises(exceptions.ConfigurationError,
                                 nova.NovaClient, self.conf)
         self.assertIn('auth_type', str(exc))
@@ -116,8 +117,7 @@ class TestOptions(base.TestCase):
         path = self.useFixture(fixtures.TempDir()).join('doctor.conf')
         with open(path, 'w', encoding='utf-8') as f:
             f.write(text)
-        conf = cfg.ConfigOpts()
-        opts.register_all(conf)
+        conf = self.useFixture(config.ConfFixture()).conf
         conf(['--config-file', path], project='doctor_plugin',
              default_config_files=[])
         return conf

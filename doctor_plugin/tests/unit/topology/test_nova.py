@@ -10,7 +10,6 @@ import oslo_messaging
 from doctor_plugin.common import messaging
 from doctor_plugin import exceptions
 from doctor_plugin.nova import client as nova_client
-from doctor_plugin import opts
 from doctor_plugin.testing import nova as nova_standin
 from doctor_plugin.tests import base
 from doctor_plugin.topology import hosts as topology
@@ -471,7 +470,6 @@ class TestBus(SyncTestCase):
 
     def setUp(self):
         super().setUp()
-        opts.register_all(self.conf)
         self.set_opts(transport_url=messaging.FAKE_TRANSPORT_URL)
         messaging.cleanup()
         self.addCleanup(messaging.cleanup)
@@ -527,7 +525,6 @@ class TestWithNova(base.TestCase):
         super().setUp()
         self.nova = nova_standin.NovaStandIn().start()
         self.addCleanup(self.nova.stop)
-        nova_client.register_opts(self.conf)
         self.set_opts(group='nova', auth_type='none',
                       endpoint_override=self.nova.compute_url)
         self.client = nova_client.NovaClient(self.conf)

@@ -87,7 +87,6 @@ class TestAlertmanager(base.TestCase):
                          up.trait('time'))
 
     def test_host_labels_and_alertnames_are_configurable(self):
-        self.conf.register_opts(alertmanager.OPTS, group='inspector')
         self.set_opts(group='inspector', alertmanager_alertnames=['Disk*'],
                       alertmanager_host_labels=['nodename', 'instance'])
         (ev,) = self.transform(ALERTMANAGER)
