@@ -23,9 +23,11 @@ from doctor_plugin import exceptions
 #: The width of Ceilometer's trait text and event type columns.
 MAX_STRING_LENGTH = 255
 
-#: Limits on what one event may carry; registered in ``[inspector]`` by
-#: whatever takes events in (the API, the bus listener), checked by
-#: :func:`check_limits`.
+#: The group of :data:`LIMIT_OPTS`: the inspector's, which takes events in
+#: (the API, the bus listener).
+LIMIT_GROUP = 'inspector'
+
+#: Limits on what one event may carry, checked by :func:`check_limits`.
 LIMIT_OPTS = [
     cfg.IntOpt('max_traits',
                default=64, min=1,

@@ -42,7 +42,7 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
         ('DEFAULT', list(itertools.chain(
             doctor_plugin.delivery.STATE_OPTS,
             doctor_plugin.pipeline.OPTS))),
-        ('inspector', list(itertools.chain(
+        (doctor_plugin.inspector.service.GROUP, list(itertools.chain(
             doctor_plugin.inspector.api.OPTS,
             doctor_plugin.inspector.auth.OPTS,
             doctor_plugin.event.LIMIT_OPTS,
@@ -53,18 +53,22 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
             doctor_plugin.inspector.service.OPTS,
             doctor_plugin.transformers.alertmanager.OPTS,
             doctor_plugin.transformers.nova_service.OPTS))),
-        ('nova', doctor_plugin.nova.client.list_opts()),
-        ('notifier', list(itertools.chain(
+        (doctor_plugin.nova.client.GROUP,
+         doctor_plugin.nova.client.list_opts()),
+        (doctor_plugin.notifiers.webhook.GROUP, list(itertools.chain(
             doctor_plugin.notifiers.log.OPTS,
             doctor_plugin.notifiers.messaging.OPTS,
             doctor_plugin.notifiers.webhook.OPTS))),
-        ('alarms', doctor_plugin.alarms.evaluator.OPTS),
-        ('delivery', doctor_plugin.delivery.OPTS),
-        ('listener', doctor_plugin.listener.service.OPTS),
-        ('heartbeat', doctor_plugin.monitors.heartbeat.OPTS),
+        (doctor_plugin.alarms.evaluator.GROUP,
+         doctor_plugin.alarms.evaluator.OPTS),
+        (doctor_plugin.delivery.GROUP, doctor_plugin.delivery.OPTS),
+        (doctor_plugin.listener.service.GROUP,
+         doctor_plugin.listener.service.OPTS),
+        (doctor_plugin.monitors.heartbeat.GROUP,
+         doctor_plugin.monitors.heartbeat.OPTS),
         (doctor_plugin.monitors.reporter.AUTH_GROUP,
          doctor_plugin.monitors.reporter.list_auth_opts()),
-        ('monitor', list(itertools.chain(
+        (doctor_plugin.monitors.GROUP, list(itertools.chain(
             doctor_plugin.monitors.OPTS,
             doctor_plugin.monitors.reporter.OPTS,
             doctor_plugin.monitors.tcp.OPTS))),
@@ -72,7 +76,11 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
 
 
 def list_aodh_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
-    """The options of the doctor:// notifier, in Aodh's configuration."""
+    """The options of the doctor:// notifier, in Aodh's configuration.
+
+    Not registered by :func:`register_all`: the notifier runs inside
+    aodh-notifier, and registers them on Aodh's configuration itself.
+    """
     return [(doctor_plugin.integrations.aodh.GROUP,
              doctor_plugin.integrations.aodh.OPTS)]
 
@@ -80,23 +88,28 @@ def list_aodh_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
 def register_all(conf: cfg.ConfigOpts) -> None:
     """Register our options and oslo.messaging's on ``conf``.
 
-    oslo.messaging registers its own options lazily, when the first
-    transport is made; registering them up front lets configuration files
-    and overrides name them before that.
+    The one place our options are registered: :func:`doctor_plugin.service.
+    prepare_service` calls it for every command, and tests get a
+    configuration made by it from :class:`doctor_plugin.testing.config.
+    ConfFixture`. Library code only reads options; the plugins that run
+    inside Aodh and Ceilometer (:mod:`doctor_plugin.integrations`) are the
+    exception, as they never see our commands.
+
+    In ``[nova]`` and ``[monitor_auth]`` the options of the keystoneauth1
+    auth plugin itself are left out: keystoneauth1 registers those of the
+    plugin ``auth_type`` names when it loads it (registering ``password``'s
+    up front would make its ``auth_url`` required even with
+    ``auth_type = none``). oslo.messaging registers its own options
+    lazily, when the first transport is made; registering them up front
+    lets configuration files and overrides name them before that.
     """
-    for group, options in list_opts():
-        if group == doctor_plugin.nova.client.GROUP:
-            # Without the auth plugin's options: keystoneauth1 registers
-            # those of the plugin [nova] auth_type names when it loads it.
-            doctor_plugin.nova.client.register_opts(conf)
-            continue
-        if group == doctor_plugin.monitors.reporter.AUTH_GROUP:
-            # Likewise.
-            conf.register_opts(doctor_plugin.monitors.reporter.auth_opts(),
-                               group=group)
-            continue
-        conf.register_opts(options,
-                           group=None if group == 'DEFAULT' else group)
-    for group, options in messaging_opts.list_opts():
-        conf.register_opts(options,
+    runtime = {
+        doctor_plugin.nova.client.GROUP:
+            doctor_plugin.nova.client.runtime_opts(),
+        doctor_plugin.monitors.reporter.AUTH_GROUP:
+            doctor_plugin.monitors.reporter.auth_opts(),
+    }
+    for group, options in itertools.chain(list_opts(),
+                                          messaging_opts.list_opts()):
+        conf.register_opts(runtime.get(group, options),
                            group=None if group == 'DEFAULT' else group)

@@ -206,7 +206,6 @@ class Pipeline:
 
     def __init__(self, conf: cfg.ConfigOpts,
                  definition: PipelineDefinition) -> None:
-        conf.register_opts(OPTS)
         self.definition = definition
         self.notifiers: dict[str, typing.Any] = {}
         for sink in definition.sinks.values():
@@ -232,7 +231,6 @@ class Pipeline:
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts) -> Pipeline:
         """Load the file named by ``[DEFAULT] pipeline_cfg_file``."""
-        conf.register_opts(OPTS)
         path = conf.find_file(conf.pipeline_cfg_file)
         if path is None:
             raise exceptions.ConfigurationError(

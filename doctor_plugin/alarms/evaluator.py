@@ -91,7 +91,6 @@ def find_definitions(conf: cfg.ConfigOpts, path: str | None = None) -> str:
 
     :raises ConfigurationError: if it is not found.
     """
-    conf.register_opts(OPTS, group=GROUP)
     name = path or conf.alarms.definitions_file
     found = name if os.path.isabs(name) else conf.find_file(name)
     if found is None or not os.path.exists(found):
@@ -130,7 +129,6 @@ class EventAlarmEvaluator:
                  alarms: typing.Iterable[definitions.AlarmDefinition],
                  timeline: profiler.Timeline | None = None,
                  activity: activity_mod.Activity | None = None) -> None:
-        conf.register_opts(OPTS, group=GROUP)
         self.conf = conf
         self.timeline = timeline or profiler.TIMELINE
         self.activity = activity or activity_mod.NOTIFYING

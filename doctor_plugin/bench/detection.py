@@ -256,7 +256,7 @@ def _send_main(count: int, first: int, detector: str) -> None:
     """Run ``count`` simulated hosts' heartbeats until SIGTERM."""
     address = heartbeat.parse_address(detector, 'detector')
     conf = cfg.ConfigOpts()
-    conf.register_opts(heartbeat.OPTS, group=heartbeat.GROUP)
+    opts.register_all(conf)
     conf([], project='doctor_plugin', default_config_files=[])
     sender = heartbeat.HeartbeatSender(
         [f'sim-{i:05d}' for i in range(first, first + count)], [address],

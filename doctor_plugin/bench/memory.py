@@ -52,15 +52,16 @@ def load_topology(compute_url: str, trace: bool = False
 
     from doctor_plugin.inspector import service  # noqa: F401
     from doctor_plugin.nova import client as nova
+    from doctor_plugin import opts
     from doctor_plugin.topology import nova as nova_topology
 
     gc.collect()
     figures: dict[str, typing.Any] = {
         'baseline_rss_mb': round(_status_mb('VmRSS'), 1)}
     conf = cfg.ConfigOpts()
+    opts.register_all(conf)
     conf([], project='doctor_plugin', default_config_files=[],
          default_config_dirs=[])
-    nova.register_opts(conf)
     conf.set_override('auth_type', 'none', group='nova')
     conf.set_override('endpoint_override', compute_url, group='nova')
     client = nova.NovaClient(conf)

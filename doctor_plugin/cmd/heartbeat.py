@@ -11,11 +11,11 @@ import signal
 import sys
 import threading
 
-from oslo_config import cfg
 from oslo_log import log as logging
 
 from doctor_plugin import exceptions
 from doctor_plugin.monitors import heartbeat
+from doctor_plugin import service
 
 LOG = logging.getLogger(__name__)
 
@@ -23,11 +23,7 @@ PROG = 'doctor-plugin-heartbeat'
 
 
 def main(argv: list[str] | None = None) -> int:
-    conf = cfg.ConfigOpts()
-    logging.register_options(conf)
-    conf.register_opts(heartbeat.OPTS, group=heartbeat.GROUP)
-    conf(argv, project='doctor_plugin', prog=PROG)
-    logging.setup(conf, 'doctor_plugin')
+    conf = service.prepare_service(argv, PROG)
     try:
         sender = heartbeat.HeartbeatSender.from_conf(conf)
     except exceptions.ConfigurationError as exc:

@@ -12,13 +12,12 @@ import sys
 import threading
 import types
 
-from oslo_config import cfg
 from oslo_log import log as logging
 
 from doctor_plugin.common import plugins
 from doctor_plugin import exceptions
 from doctor_plugin.monitors import reporter as reporter_mod
-from doctor_plugin import opts
+from doctor_plugin import service
 
 LOG = logging.getLogger(__name__)
 
@@ -34,12 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     :returns: the exit status: 0 after a clean stop, 2 if the configured
         monitor cannot be loaded or its configuration is invalid
     """
-    conf = cfg.ConfigOpts()
-    logging.register_options(conf)
-    # Every option, oslo.messaging's too: the monitor may report on the bus.
-    opts.register_all(conf)
-    conf(argv, project='doctor_plugin', prog='doctor-plugin-monitor')
-    logging.setup(conf, 'doctor_plugin')
+    conf = service.prepare_service(argv, 'doctor-plugin-monitor')
 
     reporter = reporter_mod.make_reporter(conf)
     try:

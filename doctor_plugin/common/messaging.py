@@ -13,7 +13,6 @@ import typing
 from oslo_config import cfg
 from oslo_log import log as logging
 import oslo_messaging
-from oslo_messaging import opts as messaging_opts
 
 LOG = logging.getLogger(__name__)
 
@@ -24,18 +23,10 @@ _LOCK = threading.Lock()
 FAKE_TRANSPORT_URL = 'fake://'
 
 
-def _register_messaging_opts(conf: cfg.ConfigOpts) -> None:
-    for group, options in messaging_opts.list_opts():
-        if group in ('DEFAULT', 'oslo_messaging_notifications'):
-            conf.register_opts(
-                options, group=None if group == 'DEFAULT' else group)
-
-
 def resolve_url(conf: cfg.ConfigOpts, url: str | None = None) -> str | None:
     """The transport URL a notification transport of ``conf`` would use."""
     if url:
         return url
-    _register_messaging_opts(conf)
     return (conf.oslo_messaging_notifications.transport_url
             or conf.transport_url)
 

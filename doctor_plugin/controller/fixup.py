@@ -173,7 +173,7 @@ class NovaController:
     retry); calls that change a host's service are serialised, so Nova sees
     them in the order the events came.
 
-    :param conf: configuration; ``[nova]`` options are registered here
+    :param conf: configuration (its ``[nova]`` options)
     :param client: how Nova is reached
     :param publish: receives ``[result_event]`` when a fix-up is over, e.g.
         ``Pipeline.publish``; None to publish nothing
@@ -185,7 +185,6 @@ class NovaController:
                  publish: typing.Callable[[list[event_model.Event]],
                                           typing.Any] | None = None,
                  timeline: profiler.Timeline | None = None) -> None:
-        nova.register_opts(conf)
         self.conf = conf
         self.client = client
         self.publish = publish

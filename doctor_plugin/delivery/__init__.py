@@ -80,11 +80,6 @@ OPTS = [
 ]
 
 
-def register_opts(conf: cfg.ConfigOpts) -> None:
-    conf.register_opts(STATE_OPTS)
-    conf.register_opts(OPTS, group=GROUP)
-
-
 _OUTBOXES: dict[tuple[str, str], list] = {}
 _LOCK = threading.Lock()
 
@@ -99,7 +94,6 @@ def get_outbox(conf: cfg.ConfigOpts):
     """
     from doctor_plugin.delivery import outbox as outbox_mod
 
-    register_opts(conf)
     if not conf.delivery.durable:
         return None
     key = (conf.delivery.connection, outbox_mod.owner_name(conf))

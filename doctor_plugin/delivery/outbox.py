@@ -40,7 +40,6 @@ from oslo_log import log as logging
 from doctor_plugin.common import plugins
 from doctor_plugin.common import retry
 from doctor_plugin.common import urls
-from doctor_plugin import delivery
 from doctor_plugin.delivery import recordable
 from doctor_plugin.delivery import store as store_mod
 from doctor_plugin import exceptions
@@ -86,7 +85,6 @@ class Outbox:
 
     def __init__(self, conf: cfg.ConfigOpts,
                  store: store_mod.DeliveryStore | None = None) -> None:
-        delivery.register_opts(conf)
         opts = conf.delivery
         self.conf = conf
         self.owner = owner_name(conf)

@@ -45,6 +45,8 @@ from doctor_plugin.transformers import payload as checks
 
 LOG = logging.getLogger(__name__)
 
+GROUP = 'inspector'
+
 OPTS = [
     cfg.HostAddressOpt('host',
                        default='127.0.0.1',
@@ -100,8 +102,6 @@ class InspectorAPI:
                  routes: typing.Mapping[str, tuple[
                      str, transformer_base.TransformerBase]] | None = None
                  ) -> None:
-        conf.register_opts(OPTS, group='inspector')
-        conf.register_opts(event_model.LIMIT_OPTS, group='inspector')
         self.conf = conf
         self.inspector = inspector
         self.transformer = transformer

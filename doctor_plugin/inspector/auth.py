@@ -41,6 +41,8 @@ MIN_SECRET_LENGTH = 16
 #: The realm named in the shared-secret challenge.
 REALM = 'doctor-plugin-inspector'
 
+GROUP = 'inspector'
+
 OPTS = [
     cfg.StrOpt('auth_strategy',
                default='shared_secret',
@@ -187,7 +189,6 @@ def make_authenticator(conf: cfg.ConfigOpts) -> Authenticator:
     :raises doctor_plugin.exceptions.ConfigurationError: if the strategy's
         settings are missing (no ``shared_secret`` with ``shared_secret``)
     """
-    conf.register_opts(OPTS, group='inspector')
     group = conf.inspector
     strategy = group.auth_strategy
     if strategy == 'keystone':

@@ -23,6 +23,8 @@ from oslo_log import log as logging
 
 LOG = logging.getLogger(__name__)
 
+GROUP = 'inspector'
+
 OPTS = [
     cfg.FloatOpt('host_report_window',
                  default=60.0, min=0.0,
@@ -76,7 +78,6 @@ class HostStateTracker:
     def __init__(self, conf: cfg.ConfigOpts,
                  release: typing.Callable[[typing.Any], object],
                  clock: typing.Callable[[], float] = time.monotonic) -> None:
-        conf.register_opts(OPTS, group='inspector')
         self._window = conf.inspector.host_report_window
         self._flap_window = conf.inspector.flap_window
         self._flap_threshold = conf.inspector.flap_threshold

@@ -34,6 +34,8 @@ from doctor_plugin.topology import hosts as topology_mod
 
 LOG = logging.getLogger(__name__)
 
+GROUP = 'inspector'
+
 OPTS = [
     cfg.StrOpt('topology_file',
                help='A static host → instances map (YAML) used to find the '
@@ -120,7 +122,6 @@ class Inspector:
                  timeline: profiler.Timeline | None = None,
                  controller: Controller | None = None,
                  activity: activity_mod.Activity | None = None) -> None:
-        conf.register_opts(OPTS, group='inspector')
         self.conf = conf
         self.pipeline = pipeline
         if topology is None:

@@ -25,6 +25,8 @@ from doctor_plugin.transformers import base as transformer_base
 
 LOG = logging.getLogger(__name__)
 
+GROUP = 'inspector'
+
 OPTS = [
     cfg.ListOpt('notification_topics',
                 default=['versioned_notifications'],
@@ -126,8 +128,6 @@ class NotificationListener:
                  transformers: typing.Sequence[
                      transformer_base.TransformerBase],
                  transport_url: str | None = None) -> None:
-        conf.register_opts(OPTS, group='inspector')
-        conf.register_opts(event_model.LIMIT_OPTS, group='inspector')
         self.outbox = delivery.get_outbox(conf)
         self.endpoint = NotificationEndpoint(
             inspector, transformers, rejects_mod.Rejects(self.outbox),

@@ -19,6 +19,8 @@ from doctor_plugin.topology import nova as nova_topology
 
 LOG = logging.getLogger(__name__)
 
+GROUP = 'inspector'
+
 OPTS = [
     cfg.ListOpt('transformers',
                 default=['nova_service'],
@@ -87,8 +89,6 @@ class InspectorService:
                  topology: topology_mod.HostTopology | None = None,
                  transport_url: str | None = None,
                  timeline: profiler.Timeline | None = None) -> None:
-        conf.register_opts(OPTS, group='inspector')
-        conf.register_opts(api.OPTS, group='inspector')
         self.conf = conf
         self.pipeline = pipeline or pipeline_mod.Pipeline.from_conf(conf)
         uses_nova = 'nova' in (conf.inspector.topology_source,

@@ -83,6 +83,11 @@ class DoctorAlarmNotifier:
         self._secret: str | None = None
         self._inspectors: set[str] = set()
         if conf is not None:
+            # The one place outside opts.register_all that registers: we
+            # run inside aodh-notifier, which never calls our
+            # prepare_service; as Aodh's own notifiers do, ours registers
+            # its options on Aodh's configuration (list_aodh_opts documents
+            # them for Aodh's sample).
             conf.register_opts(OPTS, group=GROUP)
             self._secret = conf[GROUP].inspector_secret
             self._inspectors = {i.strip().lower()

@@ -22,6 +22,8 @@ from doctor_plugin import exceptions
 
 LOG = logging.getLogger(__name__)
 
+GROUP = 'listener'
+
 OPTS = [
     cfg.ListOpt('event_topics',
                 default=['alarm.all'],
@@ -78,7 +80,6 @@ class AlarmListener:
     def __init__(self, conf: cfg.ConfigOpts,
                  evaluator: evaluator_mod.EventAlarmEvaluator,
                  transport_url: str | None = None) -> None:
-        conf.register_opts(OPTS, group='listener')
         self.evaluator = evaluator
         transport = messaging.get_transport(conf, transport_url)
         self._server = messaging.get_listener(

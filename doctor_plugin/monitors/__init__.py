@@ -7,6 +7,8 @@ runs. The options of each plugin are declared in its own module.
 
 from oslo_config import cfg
 
+GROUP = 'monitor'
+
 OPTS = [
     cfg.StrOpt('driver',
                default='tcp',

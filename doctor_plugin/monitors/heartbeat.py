@@ -290,7 +290,6 @@ class HeartbeatMonitor(base.MonitorBase):
                  timeline: profiler.Timeline | None = None,
                  sock: socket.socket | None = None) -> None:
         super().__init__(conf, reporter)
-        conf.register_opts(OPTS, group=GROUP)
         opts = conf.heartbeat
         self.interval = opts.interval
         self.miss_count = opts.miss_count
@@ -427,7 +426,6 @@ class HeartbeatSender:
 
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts) -> HeartbeatSender:
-        conf.register_opts(OPTS, group=GROUP)
         opts = conf.heartbeat
         detectors = [parse_address(d, '[heartbeat] detectors')
                      for d in opts.detectors]

@@ -39,6 +39,8 @@ from doctor_plugin.monitors import base
 
 LOG = logging.getLogger(__name__)
 
+GROUP = 'monitor'
+
 OPTS = [
     cfg.StrOpt('inspector_url',
                default='http://127.0.0.1:12345/events',
@@ -164,7 +166,6 @@ class InspectorReporter:
         if settings is None:
             if conf is None:
                 raise TypeError('InspectorReporter needs conf or settings')
-            conf.register_opts(OPTS, group='monitor')
             settings = ReporterSettings.from_conf(conf)
         self.url: str = settings.url
         self.timeout: float = settings.timeout
@@ -304,7 +305,6 @@ def _keystone_session(conf: cfg.ConfigOpts) -> typing.Any:
 
     :raises ConfigurationError: if the auth settings are wrong
     """
-    conf.register_opts(auth_opts(), group=AUTH_GROUP)
     if not conf[AUTH_GROUP].auth_type:
         return None
     try:
@@ -368,7 +368,6 @@ class BusReporter:
     def __init__(self, conf: cfg.ConfigOpts) -> None:
         from doctor_plugin.common import messaging
 
-        conf.register_opts(OPTS, group='monitor')
         self.topic = conf.monitor.notification_topic
         self.url = f'the bus (topic {self.topic})'
         self._notifier = oslo_messaging.Notifier(
@@ -394,7 +393,6 @@ class BusReporter:
 def make_reporter(conf: cfg.ConfigOpts
                   ) -> InspectorReporter | BusReporter:
     """The reporter ``[monitor] report_to`` names."""
-    conf.register_opts(OPTS, group='monitor')
     if conf.monitor.report_to == 'bus':
         return BusReporter(conf)
     return InspectorReporter(conf)

@@ -33,6 +33,8 @@ from doctor_plugin.monitors import base
 
 LOG = logging.getLogger(__name__)
 
+GROUP = 'monitor'
+
 OPTS = [
     cfg.ListOpt('hosts',
                 default=[],
@@ -191,7 +193,6 @@ class TCPMonitor(base.MonitorBase):
                  hosts: dict[str, tuple[str, int]] | None = None,
                  timeline: profiler.Timeline | None = None) -> None:
         super().__init__(conf, reporter)
-        conf.register_opts(OPTS, group='monitor')
         self.interval: float = conf.monitor.interval
         self.miss_count: int = conf.monitor.miss_count
         grace = conf.monitor.startup_grace

@@ -26,6 +26,8 @@ LEVELS: dict[str, int] = {
     'error': logging.ERROR,
 }
 
+GROUP = 'notifier'
+
 OPTS = [
     cfg.StrOpt('log_level',
                default='info',
@@ -42,7 +44,6 @@ class _LogTarget(base.Plugin):
 
     def __init__(self, conf: cfg.ConfigOpts, url: str) -> None:
         super().__init__(conf, url)
-        conf.register_opts(OPTS, group='notifier')
         unknown = sorted(set(self.params) - set(_PARAMS))
         if unknown:
             raise exceptions.ConfigurationError(

@@ -48,6 +48,8 @@ from doctor_plugin import signing
 
 LOG = logging.getLogger(__name__)
 
+GROUP = 'notifier'
+
 OPTS = [
     cfg.StrOpt('event_topic',
                default='alarm.all',
@@ -138,7 +140,6 @@ class _MessagingTarget(base.Plugin):
 
     def __init__(self, conf: cfg.ConfigOpts, url: str) -> None:
         super().__init__(conf, url)
-        conf.register_opts(OPTS, group='notifier')
         opts = conf.notifier
         if self.parsed_url.netloc or self.parsed_url.path.strip('/'):
             # Not the URL itself: its userinfo may hold a password.

@@ -36,6 +36,7 @@ from doctor_plugin import signing
 LOG = logging.getLogger(__name__)
 
 #: Kept here for their users: :mod:`doctor_plugin.opts`, the tests.
+GROUP = webhook_opts.GROUP
 OPTS = webhook_opts.OPTS
 SEVERITIES = aodh_body.SEVERITIES
 URL_PARAMS = webhook_opts.URL_PARAMS
@@ -83,7 +84,6 @@ class _Webhook(base.Plugin):
 
     def __init__(self, conf: cfg.ConfigOpts, url: str) -> None:
         super().__init__(conf, url)
-        conf.register_opts(OPTS, group='notifier')
         opts = conf.notifier
         self.settings = webhook_settings.TargetSettings.from_url(url, opts)
         self.safe_url = self.settings.safe_url

@@ -10,6 +10,8 @@ from oslo_config import cfg
 
 from doctor_plugin.notifiers import aodh_body
 
+GROUP = 'notifier'
+
 OPTS = [
     cfg.FloatOpt('webhook_timeout',
                  default=5.0,

@@ -106,7 +106,7 @@ SERVICE_UUIDS = (2, 53)
 FORCE_DOWN = (2, 11)
 
 
-def _runtime_opts() -> list[cfg.Opt]:
+def runtime_opts() -> list[cfg.Opt]:
     """Ours, then keystoneauth1's session, adapter and common auth options.
 
     The options of the auth plugin itself are registered by keystoneauth1
@@ -131,12 +131,7 @@ def list_opts() -> list[cfg.Opt]:
     the one a deployment uses with a service user (another plugin's
     options are documented by keystoneauth1).
     """
-    return ksopts.with_password_plugin(_runtime_opts())
-
-
-def register_opts(conf: cfg.ConfigOpts) -> None:
-    """Register the ``[nova]`` options a service reads on ``conf``."""
-    conf.register_opts(_runtime_opts(), group=GROUP)
+    return ksopts.with_password_plugin(runtime_opts())
 
 
 def _nova_message(resp: requests.Response) -> str:
@@ -169,13 +164,13 @@ class NovaClient:
     one client per process; it keeps a connection pool sized for
     ``[nova] max_parallel_resets`` parallel calls.
 
-    :param conf: configuration with the ``[nova]`` group (registered here)
+    :param conf: configuration with the ``[nova]`` group (registered by
+        :func:`doctor_plugin.opts.register_all`)
     :raises ConfigurationError: if the ``[nova]`` auth settings are
         missing or wrong
     """
 
     def __init__(self, conf: cfg.ConfigOpts) -> None:
-        register_opts(conf)
         self.conf = conf
         group = conf[GROUP]
         try:

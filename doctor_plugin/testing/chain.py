@@ -42,10 +42,8 @@ from doctor_plugin.alarms import notifier as alarms_notifier
 from doctor_plugin.common import messaging
 from doctor_plugin.common import profiler
 from doctor_plugin.controller import fixup
-from doctor_plugin.inspector import auth
 from doctor_plugin.inspector import service as inspector_service
 from doctor_plugin.listener import service as alarm_listener
-from doctor_plugin.monitors import reporter as reporter_mod
 from doctor_plugin import opts
 from doctor_plugin import pipeline as pipeline_mod
 from doctor_plugin import service
@@ -146,8 +144,6 @@ def use_shared_secret(conf: cfg.ConfigOpts) -> str:
 
     :returns: the secret (for clients that do not share ``conf``)
     """
-    conf.register_opts(auth.OPTS, group='inspector')
-    conf.register_opts(reporter_mod.OPTS, group='monitor')
     secret = secrets.token_hex(32)
     conf.set_override('shared_secret', secret, group='inspector')
     conf.set_override('inspector_secret', secret, group='monitor')

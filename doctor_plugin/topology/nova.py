@@ -40,6 +40,8 @@ from doctor_plugin.topology import hosts as topology_mod
 
 LOG = logging.getLogger(__name__)
 
+GROUP = 'inspector'
+
 OPTS = [
     cfg.IntOpt('topology_resync_interval',
                default=600, min=0,
@@ -281,7 +283,6 @@ class NovaTopologySync:
                  topology: topology_mod.HostTopology | None = None,
                  clock: typing.Callable[[], float] = time.monotonic
                  ) -> None:
-        conf.register_opts(OPTS, group='inspector')
         self.conf = conf
         self.source = source
         self.topology = (topology if topology is not None
@@ -505,7 +506,6 @@ def get_listener(conf: cfg.ConfigOpts, sync: NovaTopologySync,
     inspectors share the work of host events, but each needs every
     instance notification for its own map.
     """
-    conf.register_opts(OPTS, group='inspector')
     transport = messaging.get_transport(conf, transport_url)
     return messaging.get_listener(
         transport, topics, [sync.endpoint],

@@ -45,6 +45,8 @@ from doctor_plugin.transformers import payload as checks
 
 LOG = logging.getLogger(__name__)
 
+GROUP = 'inspector'
+
 OPTS = [
     cfg.ListOpt('alertmanager_alertnames',
                 default=['InstanceDown', 'HostDown', 'NodeDown'],
@@ -111,7 +113,6 @@ class _AlertTransformer(base.TransformerBase):
 
     def __init__(self, conf: cfg.ConfigOpts) -> None:
         super().__init__(conf)
-        conf.register_opts(OPTS, group='inspector')
 
     def _alerts(self, alerts: typing.Any, path: str) -> list:
         if not isinstance(alerts, list):

@@ -33,6 +33,8 @@ from doctor_plugin.transformers import payload as checks
 
 LOG = logging.getLogger(__name__)
 
+GROUP = 'inspector'
+
 OPTS = [
     cfg.IntOpt('service_down_time',
                default=60,
@@ -139,7 +141,6 @@ class ServiceUpdateTransformer(base.TransformerBase):
 
     def __init__(self, conf: cfg.ConfigOpts) -> None:
         super().__init__(conf)
-        conf.register_opts(OPTS, group='inspector')
 
     def transform(self, payload: typing.Any,
                   metadata: typing.Mapping[str, typing.Any] | None = None

@@ -57,7 +57,7 @@ class TestLoadDriver(base.TestCase):
                                 'not-a-conf', 'log://')
         self.assertEqual('log', exc.name)
         self.assertIn('AttributeError', str(exc))
-        self.assertIn('register_opts', str(exc))
+        self.assertIn("'str' object has no attribute", str(exc))
         self.assertIn('Available plugins:', str(exc))
 
     def test_our_own_errors_pass_through_unwrapped(self):
