@@ -1,4 +1,9 @@
-"""What every doctor_plugin process does first: configuration and logs."""
+"""What every doctor_plugin process does first: threads, configuration, logs.
+
+Importing this module imports neither oslo.messaging nor our services
+(:func:`use_threads` must run before they are imported); the functions
+import what they use.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,42 @@ import signal
 import sys
 import threading
 import typing
+import warnings
 
 from oslo_config import cfg
 from oslo_log import log as logging
 
-from doctor_plugin.common import messaging
 from doctor_plugin import exceptions
-from doctor_plugin import opts
 
 LOG = logging.getLogger(__name__)
+
+
+def use_threads() -> None:
+    """Choose oslo.service's threading backend for this process.
+
+    Our services run oslo.messaging listeners with the threading executor,
+    but oslo.service settles on eventlet, its default, as soon as
+    oslo.messaging is imported. So our commands call this before they
+    import anything else of ours (``doctor_plugin/cmd/__init__.py`` does,
+    for every console script). Never on import of ``doctor_plugin``: when
+    Aodh or Ceilometer load our plugins, the backend is their process's
+    choice.
+
+    It also silences the deprecation banner eventlet prints when futurist
+    or oslo.service import it (eventlet is installed beside oslo.service,
+    but we do not use it), which would open every command's output.
+    """
+    warnings.filterwarnings('ignore', message=r'\s*Eventlet is deprecated',
+                            module=r'(futurist|oslo_service)\.')
+    from oslo_service import backend
+
+    if backend.get_backend_type() is None:
+        try:
+            backend.init_backend(backend.BackendType.THREADING)
+        except (ImportError, ValueError):
+            # oslo.service installed without its "threading" extra: the
+            # eventlet backend works too, as our code never relies on it.
+            pass
 
 
 def prepare_service(argv: list[str] | None, prog: str,
@@ -28,6 +60,8 @@ def prepare_service(argv: list[str] | None, prog: str,
     service; with neither, /etc/doctor_plugin/doctor_plugin.conf is read if
     it exists.
     """
+    from doctor_plugin import opts
+
     conf = conf or cfg.ConfigOpts()
     logging.register_options(conf)
     logging.set_defaults(default_log_levels=logging.get_default_log_levels()
@@ -64,6 +98,8 @@ def run_until_signalled(start: typing.Callable[[], object],
     With ``reload``, SIGHUP calls it (from this thread, not the handler),
     as it makes OpenStack services read their definition files again.
     """
+    from doctor_plugin.common import messaging
+
     done = threading.Event()
     wake = threading.Event()
     hups: list[int] = []
