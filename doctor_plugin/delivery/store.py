@@ -117,10 +117,147 @@ def _sqlite_pragmas(dbapi_conn: typing.Any, record: typing.Any) -> None:
     # log. NORMAL: the log is synced at checkpoints, so a process that is
     # killed loses nothing committed; a power cut may lose the last
     # transactions (use a database server where that matters).
+    # First the wait, so that a service that finds the file locked by
+    # another (which is switching it to WAL, or making the tables) waits
+    # for it instead of failing.
+    cursor.execute('PRAGMA busy_timeout=10000')
     cursor.execute('PRAGMA journal_mode=WAL')
     cursor.execute('PRAGMA synchronous=NORMAL')
-    cursor.execute('PRAGMA busy_timeout=10000')
     cursor.close()
+
+
+#: How long a service waits for another that is making the tables.
+SCHEMA_LOCK_TIMEOUT = 60
+
+#: The PostgreSQL advisory lock (one bigint) and the MySQL named lock
+#: held while the tables are made; other programs sharing the database
+#: must not use them.
+SCHEMA_LOCK_KEY = 0x646F63746F720001  # 'doctor', then 1
+SCHEMA_LOCK_NAME = 'doctor_plugin.delivery.schema'
+
+
+def missing_schema(conn: sa.Connection) -> list[str]:
+    """The tables and indexes of the store that ``conn``'s database lacks."""
+    inspector = sa.inspect(conn)
+    missing = []
+    for table in _METADATA.sorted_tables:
+        if not inspector.has_table(table.name):
+            missing.append(table.name)
+            continue
+        have = {index['name'] for index in inspector.get_indexes(table.name)}
+        missing.extend(index.name for index in table.indexes
+                       if index.name not in have)
+    return missing
+
+
+def make_schema(engine: sa.Engine) -> None:
+    """Make the store's missing tables and indexes, once among many.
+
+    Services that start together on one database (an inspector and a
+    listener at boot, on one host's ``state_path``) all find the tables
+    missing; checking and then creating would let all but one fail on
+    "already exists". So the check and the creation are done by one
+    process at a time, under a lock of the database itself:
+
+    - SQLite: a write transaction (``BEGIN IMMEDIATE``), in which its DDL
+      is transactional; the others wait in their busy handler;
+    - PostgreSQL: a transaction-scoped advisory lock
+      (``pg_advisory_xact_lock``), released by the commit that makes the
+      tables visible, read committed so that the next holder sees them;
+    - MySQL and MariaDB, whose DDL commits by itself: a named lock
+      (``GET_LOCK``) around the check and the creation.
+
+    Another database is checked again after a failed creation: if
+    someone else made the tables meanwhile, that is success.
+
+    :raises ConfigurationError: if the database cannot be opened, or the
+        tables cannot be made, saying which
+    """
+    url = urls.redact(engine.url.render_as_string(hide_password=False))
+    try:
+        with engine.connect() as conn:
+            if not missing_schema(conn):
+                return
+    except sa_exc.SQLAlchemyError as exc:
+        raise exceptions.ConfigurationError(
+            '[delivery] connection', url,
+            f'cannot be opened: {_reason(exc)}; check that the database '
+            f'(or its directory) exists and that this service may connect '
+            f'to it and write to it') from None
+    name = engine.dialect.name
+    attempts = 1 if name in ('sqlite', 'postgresql', 'mysql',
+                             'mariadb') else 3
+    for attempt in range(1, attempts + 1):
+        try:
+            if name == 'sqlite':
+                with engine.connect() as conn:
+                    # pysqlite would run the DDL outside a transaction.
+                    conn.exec_driver_sql('BEGIN IMMEDIATE')
+                    _create_missing(conn)
+                    conn.commit()
+            elif name == 'postgresql':
+                with engine.connect().execution_options(
+                        isolation_level='READ COMMITTED') as conn:
+                    conn.exec_driver_sql(
+                        f"SET LOCAL lock_timeout = "
+                        f"'{SCHEMA_LOCK_TIMEOUT}s'")
+                    conn.execute(sa.select(
+                        sa.func.pg_advisory_xact_lock(SCHEMA_LOCK_KEY)))
+                    _create_missing(conn)
+                    conn.commit()
+            elif name in ('mysql', 'mariadb'):
+                with engine.connect() as conn:
+                    _mysql_locked(conn, lambda: _create_missing(conn))
+            else:
+                with engine.begin() as conn:
+                    _create_missing(conn)
+            return
+        except sa_exc.SQLAlchemyError as exc:
+            error = exc
+        # Made by another service meanwhile?
+        try:
+            with engine.connect() as conn:
+                if not missing_schema(conn):
+                    return
+        except sa_exc.SQLAlchemyError:
+            pass
+        if attempt < attempts:
+            LOG.debug('Making the delivery tables failed (%s); again',
+                      _reason(error))
+            time.sleep(0.05 * attempt)
+    raise exceptions.ConfigurationError(
+        '[delivery] connection', url,
+        f'is open, but its tables cannot be made: {_reason(error)}; '
+        f'check that no other program keeps it locked and that this '
+        f'service may create tables in it (or start it once as a user '
+        f'who may)'
+    ) from None
+
+
+def _create_missing(conn: sa.Connection) -> None:
+    # create_all makes the indexes of the tables it makes, not those
+    # missing from a table that is there.
+    _METADATA.create_all(conn)
+    for table in _METADATA.sorted_tables:
+        for index in table.indexes:
+            index.create(conn, checkfirst=True)
+
+
+def _mysql_locked(conn: sa.Connection,
+                  run: typing.Callable[[], typing.Any]) -> None:
+    got = conn.execute(sa.select(sa.func.get_lock(
+        SCHEMA_LOCK_NAME, SCHEMA_LOCK_TIMEOUT))).scalar()
+    if got != 1:
+        raise sa_exc.OperationalError(
+            'SELECT GET_LOCK(...)', {}, RuntimeError(
+                f'another service held the lock {SCHEMA_LOCK_NAME} for '
+                f'more than {SCHEMA_LOCK_TIMEOUT} s'))
+    try:
+        run()
+        conn.commit()
+    finally:
+        conn.execute(sa.select(sa.func.release_lock(SCHEMA_LOCK_NAME)))
+        conn.commit()
 
 
 class DeliveryStore:
@@ -180,18 +317,10 @@ class DeliveryStore:
             sa.event.listen(self.engine, 'connect', _sqlite_pragmas)
             self._turns = threading.Lock()
         try:
-            try:
-                _METADATA.create_all(self.engine)
-            except (sa_exc.ProgrammingError, sa_exc.IntegrityError):
-                # Another service made the tables between our check and
-                # our CREATE (a shared database, first start).
-                _METADATA.create_all(self.engine)
-        except sa_exc.SQLAlchemyError as exc:
+            make_schema(self.engine)
+        except exceptions.ConfigurationError:
             self.engine.dispose()
-            raise exceptions.ConfigurationError(
-                '[delivery] connection', urls.redact(url),
-                f'cannot be opened: {_reason(exc)}; check that the '
-                f'database exists and is writable by this service') from None
+            raise
 
     # Writes on the notification path raise DeliveryError: the caller
     # must not acknowledge what it could not record.
