@@ -17,6 +17,7 @@ from doctor_plugin.bench import harness
 from doctor_plugin.bench import memory
 from doctor_plugin.bench import poison
 from doctor_plugin.bench import reliability
+from doctor_plugin.bench import startup
 from doctor_plugin.common import messaging
 from doctor_plugin.common import profiler
 from doctor_plugin.controller import fixup
@@ -384,6 +385,7 @@ SCENARIOS: dict[str, typing.Callable[..., harness.ScenarioResult]] = {
     'R2': reliability.run_r2,
     'R3': reliability.run_r3,
     'R4': poison.run_r4,
+    'S1': startup.run_s1,
 }
 
 #: Names for several scenarios at once (``--scenario reliability``).
