@@ -145,8 +145,11 @@ class _Trial:
             failed = {}
             for name, (proc, log_path) in procs.items():
                 if proc.poll() is not None:
-                    failed[name] = (f'exited with {proc.returncode}: '
-                                    f'{_last_line(log_path)}')
+                    # Without this trial's names, to count alike reasons.
+                    why = _last_line(log_path).replace(self.dir, '<dir>')
+                    if self.database:
+                        why = why.replace(self.database, '<database>')
+                    failed[name] = f'exited with {proc.returncode}: {why}'
             if inspector.poll() is None and ready >= READY_TIMEOUT:
                 failed['doctor-plugin-inspector-0'] = 'not ready in 60 s'
             return ready, failed
@@ -165,7 +168,7 @@ class _Trial:
 
 def _last_line(path: str) -> str:
     lines = harness.log_tail(path, 5).strip().splitlines()
-    return lines[-1][-300:] if lines else '(empty log)'
+    return lines[-1] if lines else '(empty log)'
 
 
 def run_s1(options: typing.Any, log: typing.Callable[[str], None]
@@ -189,7 +192,8 @@ def run_s1(options: typing.Any, log: typing.Callable[[str], None]
                 failures += 1
                 failed_services += len(failed)
                 for why in failed.values():
-                    reasons[why[-200:]] = reasons.get(why[-200:], 0) + 1
+                    why = why[why.find(': ') + 2:][-300:]
+                    reasons[why] = reasons.get(why, 0) + 1
             log(f'S1 trial {trial + 1}/{trials}: '
                 f'{services - len(failed)}/{services} started')
     return harness.ScenarioResult(
