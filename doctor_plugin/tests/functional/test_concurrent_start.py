@@ -31,7 +31,7 @@ import fixtures
 import requests
 import sqlalchemy as sa
 
-from doctor_plugin.common import messaging
+from doctor_plugin.testing import broker
 from doctor_plugin.tests.functional import base
 from doctor_plugin.tests.functional import test_delivery_database
 from doctor_plugin.tests.functional import test_services
@@ -55,8 +55,8 @@ class TestConcurrentStart(base.FunctionalTestCase):
         with open(os.path.join(self.dir, 'alarms.yaml'), 'w') as f:
             f.write('alarms: []\n')
         self.addCleanup(
-            messaging.delete_queues, self.conf, base.TRANSPORT_URL,
-            messaging.listener_queue_names([f'alarm.start-{self.run_id}'])
+            broker.delete_queues, self.conf, base.TRANSPORT_URL,
+            broker.listener_queue_names([f'alarm.start-{self.run_id}'])
             + [f'doctor-inspector.start-{self.run_id}'])
 
     def config(self, name, state_path, connection, port=None):
