@@ -152,6 +152,16 @@ def to_timestamp(value: typing.Any, field: str) -> float:
     return calendar.timegm(parsed.timetuple()) + parsed.microsecond / 1e6
 
 
+@typing.overload
+def _text(data: dict, key: str, path: str,
+          optional: typing.Literal[False] = False) -> str: ...
+
+
+@typing.overload
+def _text(data: dict, key: str, path: str,
+          optional: typing.Literal[True]) -> str | None: ...
+
+
 def _text(data: dict, key: str, path: str, optional: bool = False
           ) -> str | None:
     value = data.get(key)
@@ -186,7 +196,7 @@ def state_from_notification(payload: typing.Any,
     updated_at = data.get('updated_at')
     if updated_at is not None:
         updated = to_timestamp(updated_at, f'{path}.updated_at')
-    elif (metadata or {}).get('timestamp') is not None:
+    elif metadata and metadata.get('timestamp') is not None:
         updated = to_timestamp(metadata['timestamp'], 'metadata.timestamp')
     else:
         updated = time.time()
@@ -210,13 +220,16 @@ def state_from_server(server: typing.Any) -> InstanceState:
             '', f'a server must be an object, got {type(server).__name__}')
     updated = server.get('updated')
     status = server.get('status')
+    if status is not None and not isinstance(status, str):
+        raise exceptions.InvalidPayload(
+            'server.status', f'must be a string, got {status!r:.64}')
     name = server.get('name')
     return InstanceState(
         id=_text(server, 'id', 'server'),
         project_id=_text(server, 'tenant_id', 'server'),
         host=_text(server, HOST_KEY, 'server', optional=True),
         name=name if isinstance(name, str) else '',
-        state=(_STATUS_STATES.get(status) or str(status or '').lower()),
+        state=(_STATUS_STATES.get(status or '') or str(status or '').lower()),
         updated=(to_timestamp(updated, 'server.updated')
                  if updated is not None else 0.0))
 
@@ -351,6 +364,7 @@ class NovaTopologySync:
                     LOG.debug('Instance %s left host (%s)', state.id, why)
                 return True
             self._tombstones.pop(state.id, None)
+            assert state.host is not None  # on_host says so
             return self.topology.upsert(topology_mod.Instance(
                 state.id, state.project_id, state.host, state.name,
                 state.updated)) or tomb is not None
@@ -410,6 +424,7 @@ class NovaTopologySync:
                 continue
             if not state.on_host:
                 continue
+            assert state.host is not None  # on_host says so
             current = self.topology.get(state.id)
             if (current is not None and current.updated == state.updated
                     and current.host == state.host

@@ -324,6 +324,13 @@ class TestResync(SyncTestCase):
         self.assertTrue(self.sync.loaded.is_set())
         self.assertIn('Skipped 2 malformed servers', self.logger.output)
 
+    def test_skips_a_server_whose_status_is_not_a_string(self):
+        self.source.servers = [server(VM1, 'compute-1'),
+                               server(VM2, 'compute-2', status=['ACTIVE'])]
+        self.assertEqual(1, self.sync.resync())
+        self.assertEqual(['compute-1'], self.topology.hosts)
+        self.assertIn('Skipped 1 malformed servers', self.logger.output)
+
     def test_forgets_what_nova_no_longer_lists(self):
         # A delete notification that never came.
         self.notify('instance.create.end', uuid=VM3, updated_at=T0)
