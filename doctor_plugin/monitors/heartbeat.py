@@ -360,6 +360,7 @@ class HeartbeatMonitor(base.MonitorBase):
     def _drain(self) -> None:
         """Take every datagram waiting, before anyone is declared down."""
         detector = self.detector
+        assert detector is not None, 'only while run() runs'
         while True:
             try:
                 data = self.sock.recv(2048)
@@ -381,6 +382,7 @@ class HeartbeatMonitor(base.MonitorBase):
                 self._report(detector.hosts[hb.host], 'up')
 
     def _drop(self, reason: str) -> None:
+        assert self.detector is not None, 'only while run() runs'
         dropped = self.detector.dropped
         dropped[reason] += 1
         if dropped[reason] == 1:
@@ -405,6 +407,7 @@ class HeartbeatMonitor(base.MonitorBase):
                      '(event %(id)s)',
                      {'host': host.name, 'id': report.monitor_event_id})
         self.timeline.mark(report.monitor_event_id, 'T01', now)
+        assert self._reports is not None, 'only while run() runs'
         self._reports.put(report)
 
 
@@ -429,7 +432,7 @@ class HeartbeatSender:
         self.boot = uuid.uuid4().bytes
         self.paused: set[str] = set()
         self._seq = 0
-        self._socks = {}
+        self._socks: dict[socket.AddressFamily, socket.socket] = {}
         for address, _port in self.detectors:
             family = socket.AF_INET6 if ':' in address else socket.AF_INET
             if family not in self._socks:

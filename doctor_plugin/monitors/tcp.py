@@ -186,6 +186,13 @@ def resolve(source: str, entry: str, hostname: str, address: str,
     return WatchedHost(hostname, address, port, family, sockaddr)
 
 
+def _socket(key: selectors.SelectorKey) -> socket.socket:
+    """The probe socket of a selector key (only sockets are registered)."""
+    sock = key.fileobj
+    assert isinstance(sock, socket.socket)
+    return sock
+
+
 class TCPMonitor(base.MonitorBase):
     """Report hosts whose management address stops accepting connections.
 
@@ -288,7 +295,7 @@ class TCPMonitor(base.MonitorBase):
                 if timeout <= 0:
                     break
                 for key, _events in selector.select(timeout):
-                    sock = key.fileobj
+                    sock = _socket(key)
                     error = sock.getsockopt(socket.SOL_SOCKET,
                                             socket.SO_ERROR)
                     self._end_probe(selector, sock)
@@ -298,13 +305,13 @@ class TCPMonitor(base.MonitorBase):
             # up (a loaded CPU) are answers, not misses: take them first.
             if selector.get_map():
                 for key, _events in selector.select(0):
-                    sock = key.fileobj
+                    sock = _socket(key)
                     error = sock.getsockopt(socket.SOL_SOCKET,
                                             socket.SO_ERROR)
                     self._end_probe(selector, sock)
                     self._observe(key.data, error)
             for key in list(selector.get_map().values()):
-                self._end_probe(selector, key.fileobj)
+                self._end_probe(selector, _socket(key))
                 self._observe(key.data, errno.ETIMEDOUT)
 
     def _start_probe(self, selector: selectors.BaseSelector,
@@ -369,4 +376,5 @@ class TCPMonitor(base.MonitorBase):
                      'connections (event %(id)s)',
                      {'host': host.hostname, 'target': host.target,
                       'id': report.monitor_event_id})
+        assert self._reports is not None, 'only while run() runs'
         self._reports.put(report)
