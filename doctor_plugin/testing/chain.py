@@ -292,6 +292,8 @@ class Chain:
                         | None) = None
         self._alarms_file: typing.IO[str] | None = None
         # The consumer runs from here on: its URL goes into the alarms.
+        self.consumer: (consumer_mod.ConsumerServer
+                        | consumer_mod.ConsumerProcess)
         if settings.consumer_process:
             self.consumer = consumer_mod.ConsumerProcess(
                 on_alarm=self._on_alarm).start()

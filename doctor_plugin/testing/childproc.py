@@ -51,7 +51,7 @@ class ChildServer:
         if idle and shutil.which('chrt'):
             self.command = ['chrt', '--idle', '0', *self.command]
         self.what = what
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[str] | None = None
         #: The JSON object of the process's first line.
         self.ready: dict[str, typing.Any] = {}
 
@@ -63,6 +63,7 @@ class ChildServer:
         """
         self.proc = subprocess.Popen(self.command, stdout=subprocess.PIPE,
                                      stdin=subprocess.DEVNULL, text=True)
+        assert self.proc.stdout is not None  # stdout=PIPE
         first = ''
         ready_to_read = bool(select.select([self.proc.stdout], [], [],
                                            timeout)[0])
@@ -93,6 +94,8 @@ class ChildServer:
 
     def lines(self) -> typing.Iterator[dict[str, typing.Any]]:
         """The JSON lines it prints after the first, until it exits."""
+        assert self.proc is not None and self.proc.stdout is not None, \
+            'start() it first'
         for line in self.proc.stdout:
             yield json.loads(line)
 
@@ -116,5 +119,6 @@ class ChildServer:
         if self.proc is None:
             return
         self.terminate(timeout)
-        self.proc.stdout.close()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         self.proc = None

@@ -357,7 +357,8 @@ async def _read_body(reader: asyncio.StreamReader,
                      fields: dict[str, str]) -> bytes:
     """The request body, by Content-Length or chunked encoding."""
     if 'chunked' in fields.get('transfer-encoding', '').lower():
-        chunks, size = [], 0
+        chunks: list[bytes] = []
+        size = 0
         while True:
             line = await reader.readuntil(b'\r\n')
             try:

@@ -315,7 +315,7 @@ class KeystoneStandIn:
             if self._valid(handler.headers.get('X-Auth-Token')) is None:
                 raise _Error(401, 'The request you have made requires '
                                   'authentication.')
-            subject = handler.headers.get('X-Subject-Token')
+            subject = handler.headers.get('X-Subject-Token', '')
             token = self._valid(subject)
             if token is None:
                 # Keystone's message names no token: neither does ours.
@@ -345,4 +345,6 @@ class KeystoneStandIn:
                                     project_id=self.service_project,
                                     user_id=self.service_user)
         headers['X-Subject-Token'] = token_id
-        return 201, self._token_body(self._valid(token_id))
+        with self._lock:
+            token = self._tokens[token_id]
+        return 201, self._token_body(token)

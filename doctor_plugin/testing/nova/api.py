@@ -35,6 +35,7 @@ import uuid
 from oslo_log import log as logging
 
 from doctor_plugin.testing.nova import model
+from doctor_plugin.testing.nova import notifications
 
 LOG = logging.getLogger(__name__)
 
@@ -66,6 +67,15 @@ def _boolean(value: typing.Any, field: str) -> bool:
     raise _Fault(400, f'Invalid input for field/attribute {field}. Value: '
                       f'{value!r}. {value!r} is not one of the boolean '
                       f'values')
+
+
+def _required_text(body: dict, field: str) -> str:
+    value = body.get(field)
+    if not isinstance(value, str) or not value:
+        raise _Fault(400, f"Invalid input for field/attribute body. "
+                          f"Value: {json.dumps(body)}. '{field}' "
+                          f"is a required property")
+    return value
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -125,8 +135,12 @@ class NovaHTTPServer(http.server.ThreadingHTTPServer):
                 pass
 
 
-class NovaAPI(model.NovaModel):
-    """The routes of ``NovaStandIn`` (a part of it), over its model."""
+class NovaAPI(notifications.NovaNotifications):
+    """The routes of ``NovaStandIn`` (a part of it), over its model.
+
+    A change a route makes is sent as Nova's notification, so this part
+    builds on the notifications part.
+    """
 
     token: str | None
     page_limit: int
@@ -164,6 +178,7 @@ class NovaAPI(model.NovaModel):
         body: typing.Any = None
         version: tuple[int, int] | None = None
         headers: dict[str, str] = {}
+        reply: dict | bytes | None
         try:
             if outage == '503':
                 raise _Fault(503, 'The server is currently unavailable. '
@@ -238,16 +253,16 @@ class NovaAPI(model.NovaModel):
         if requested.strip().lower() == 'latest':
             return self.max_version
         try:
-            version = model.parse_version(requested)
+            negotiated = model.parse_version(requested)
         except ValueError as exc:
             raise _Fault(400, str(exc)) from None
-        if not self.min_version <= version <= self.max_version:
+        if not self.min_version <= negotiated <= self.max_version:
             raise _Fault(406, f'Version {requested} is not supported by the '
                               f'API. Minimum is '
                               f'{model.version_text(self.min_version)} and '
                               f'maximum is '
                               f'{model.version_text(self.max_version)}.')
-        return version
+        return negotiated
 
     @staticmethod
     def _version_headers(version: tuple[int, int]) -> dict[str, str]:
@@ -399,12 +414,8 @@ class NovaAPI(model.NovaModel):
         return 200, {'service': view}
 
     def _host_binary(self, body: dict) -> dict:
-        host, binary = body.get('host'), body.get('binary')
-        for field, value in (('host', host), ('binary', binary)):
-            if not isinstance(value, str) or not value:
-                raise _Fault(400, f"Invalid input for field/attribute body. "
-                                  f"Value: {json.dumps(body)}. '{field}' "
-                                  f"is a required property")
+        host = _required_text(body, 'host')
+        binary = _required_text(body, 'binary')
         if binary != model.COMPUTE_BINARY:
             raise _Fault(400, f'Updating a {binary} service is not '
                               f'supported. Only nova-compute services can '

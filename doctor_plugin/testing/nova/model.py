@@ -132,8 +132,16 @@ class NovaModel:
     calls: list[Call]
     min_version: tuple[int, int]
     max_version: tuple[int, int]
-    url: str
-    compute_url: str
+
+    @property
+    def url(self) -> str:
+        """The root URL; ``NovaStandIn`` gives it."""
+        raise NotImplementedError
+
+    @property
+    def compute_url(self) -> str:
+        """The compute endpoint; ``NovaStandIn`` gives it."""
+        raise NotImplementedError
 
     # -- state -------------------------------------------------------------
 
@@ -328,7 +336,7 @@ class NovaModel:
         return listing
 
     def _version_document(self, full: bool = False) -> dict:
-        document = {
+        document: dict[str, typing.Any] = {
             'id': 'v2.1',
             'status': 'CURRENT',
             'version': version_text(self.max_version),
