@@ -213,7 +213,7 @@ webhook_timeout = 2.0
         return None if arrived is None else arrived - started
 
     def stop(self) -> None:
-        if self.alive():
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(30)
@@ -362,6 +362,7 @@ def send_cases(target: LiveInspector, count: int, tally: Tally) -> None:
     import schemathesis
     from schemathesis import checks as st_checks
     from schemathesis.core import failures
+    from schemathesis.core import result as st_result
 
     schema = schemathesis.openapi.from_path(SPEC_PATH)
     checks = [st_checks.not_a_server_error,
@@ -369,7 +370,11 @@ def send_cases(target: LiveInspector, count: int, tally: Tally) -> None:
               st_checks.content_type_conformance,
               st_checks.response_headers_conformance,
               st_checks.response_schema_conformance]
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = []
+    for result in schema.get_all_operations():
+        if isinstance(result, st_result.Err):
+            raise result.err()
+        operations.append(result.ok())
     modes = (schemathesis.GenerationMode.NEGATIVE,
              schemathesis.GenerationMode.POSITIVE)
     share = max(1, count // (len(operations) * len(modes)))
@@ -378,7 +383,9 @@ def send_cases(target: LiveInspector, count: int, tally: Tally) -> None:
         route = f'{operation.method.upper()} {operation.path}'
         for mode in modes:
             @_fuzz(share, 1000 + index)
-            @hypothesis.given(operation.as_strategy(generation_mode=mode))
+            # GenerationMode is a StrEnum, which mypy's Python 3.10 lacks.
+            @hypothesis.given(operation.as_strategy(
+                generation_mode=mode))  # type: ignore[arg-type]
             def send(case):
                 started = time.monotonic()
                 try:

@@ -149,6 +149,7 @@ def run_bus(options: typing.Any, log: typing.Callable[[str], None]
             channel.queue_delete(dlx)
             channel.exchange_delete(dlx)
             channel.close()
+        assert chain.proc is not None  # the chain started it
         alive = chain.proc.poll() is None
         store = store_mod.DeliveryStore(
             f'sqlite:///{os.path.join(chain.dir, "deliveries.sqlite")}')

@@ -245,6 +245,7 @@ webhook_timeout = 2.0
             self.conf_file, f'http://127.0.0.1:{self.port}', log)
 
     def kill_inspector(self) -> None:
+        assert self.proc is not None, 'start_inspector() first'
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
