@@ -238,7 +238,7 @@ class CollectdTransformer(_AlertTransformer):
         events = []
         for index, alert in enumerate(self._alerts(payload, '')):
             path = str(index)
-            severity = None
+            severity: str | None = None
             if isinstance(alert, dict) and isinstance(alert.get('labels'),
                                                       dict):
                 severity = alert['labels'].get('severity')
@@ -249,7 +249,8 @@ class CollectdTransformer(_AlertTransformer):
                         f"got {checks.shown(severity)}")
             ev = self._event(alert, path,
                              self.conf.inspector.collectd_alertnames,
-                             ['instance'], COLLECTD_STATUS.get(severity),
+                             ['instance'],
+                             COLLECTD_STATUS.get(severity or ''),
                              generated)
             if ev is not None:
                 events.append(ev)

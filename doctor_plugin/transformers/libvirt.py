@@ -51,8 +51,8 @@ STOPPED_DETAILS = ('shutdown', 'destroyed', 'crashed', 'migrated', 'saved',
                    'failed', 'from_snapshot')
 
 #: What the instance's state becomes: by (event, detail), then by event.
-_STATE_BY_DETAIL = {('stopped', 'crashed'): 'error',
-                    ('stopped', 'failed'): 'error'}
+_STATE_BY_DETAIL: dict[tuple[str, str | None], str] = {
+    ('stopped', 'crashed'): 'error', ('stopped', 'failed'): 'error'}
 _STATE_BY_EVENT = {'crashed': 'error', 'stopped': 'stopped',
                    'shutdown': 'stopped', 'suspended': 'paused',
                    'pmsuspended': 'suspended', 'started': 'active',
