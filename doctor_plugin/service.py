@@ -138,6 +138,7 @@ def run_until_signalled(start: typing.Callable[[], object],
             while hups and not done.is_set():
                 hups.pop()
                 LOG.info('Received SIGHUP, reloading')
+                assert reload is not None  # hup() is installed only then
                 try:
                     reload()
                 except Exception:

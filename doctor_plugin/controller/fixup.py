@@ -204,14 +204,13 @@ class NovaController:
         width = conf.nova.max_parallel_resets
         # Separate pools: a job waits for its resets, so sharing one pool
         # could fill it with waiting jobs and leave no thread for a reset.
-        low_priority = {'initializer': lower_thread_priority,
-                        'initargs': (conf.nova.fixup_cpu_priority,)}
+        priority: tuple[str] = (conf.nova.fixup_cpu_priority,)
         self._jobs = concurrent.futures.ThreadPoolExecutor(
             max_workers=width, thread_name_prefix='nova-fixup',
-            **low_priority)
+            initializer=lower_thread_priority, initargs=priority)
         self._resets = concurrent.futures.ThreadPoolExecutor(
             max_workers=width, thread_name_prefix='nova-reset',
-            **low_priority)
+            initializer=lower_thread_priority, initargs=priority)
         self._lock = threading.Condition()
         self._active: dict[str, _Job] = {}
         self._host_locks: dict[str, threading.Lock] = {}

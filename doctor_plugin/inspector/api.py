@@ -317,7 +317,8 @@ class APIServer:
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
+        # An AF_INET(6) server's address is a (host, port, ...) tuple.
+        host, port = typing.cast(tuple, self._server.server_address)[:2]
         if ':' in host:
             host = f'[{host}]'
         return f'http://{host}:{port}'

@@ -110,6 +110,7 @@ class InspectorService:
         self.topology_listener = None
         self.broker_watch: messaging.BrokerWatch | None = None
         if topology is None and conf.inspector.topology_source == 'nova':
+            assert self.nova_client is not None  # uses_nova
             self.topology_sync = nova_topology.NovaTopologySync(
                 conf, self.nova_client)
             topology = self.topology_sync.topology
@@ -123,6 +124,7 @@ class InspectorService:
                     conf.inspector.broker_check_interval)
         self.controller = None
         if conf.inspector.controller == 'nova':
+            assert self.nova_client is not None  # uses_nova
             self.controller = fixup.NovaController(
                 conf, self.nova_client, publish=self.pipeline.publish,
                 timeline=timeline)
