@@ -191,9 +191,10 @@ webhook_timeout = 2.0
         """
         host = f'r4-probe-{uuid.uuid4().hex[:8]}'
         now = time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())
-        body = [{'time': now, 'type': 'compute.host.down',
-                 'details': {'hostname': host, 'status': 'down',
-                             'monitor': 'r4', 'monitor_event_id': host}}]
+        body: list[dict[str, typing.Any]] = [
+            {'time': now, 'type': 'compute.host.down',
+             'details': {'hostname': host, 'status': 'down',
+                         'monitor': 'r4', 'monitor_event_id': host}}]
         started = time.monotonic()
         try:
             resp = requests.put(f'{self.url}/events', json=body,

@@ -102,7 +102,7 @@ class _Trial:
             hide_password=False)
 
     def _drop_database(self) -> None:
-        if not self.database:
+        if not self.database or self.server_url is None:
             return
         admin = sa.create_engine(self.server_url,
                                  isolation_level='AUTOCOMMIT')

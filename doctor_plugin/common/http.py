@@ -456,7 +456,7 @@ class _ProxiedPool:
                     timeout=self._timeout, redirect=False)
         except (urllib3_exc.HTTPError, OSError) as exc:
             raise _from_urllib3(exc) from exc
-        return Response(raw.status, raw.reason, raw.headers, raw.data)
+        return Response(raw.status, raw.reason or '', raw.headers, raw.data)
 
     def close(self) -> None:
         # A later request opens a new pool.
@@ -489,7 +489,7 @@ class Client:
         self._proxied: _ProxiedPool | None = None
         if proxy is None:
             self.pool = ConnectionPool(
-                parsed.scheme, parsed.hostname, parsed.port, timeout,
+                parsed.scheme, parsed.hostname or '', parsed.port, timeout,
                 (tls or TLSSettings()).context()
                 if parsed.scheme == 'https' else None, pool_size)
             self._transport: typing.Any = self.pool

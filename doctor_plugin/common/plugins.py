@@ -84,7 +84,8 @@ def load_driver(namespace: str, name: str, *args: typing.Any,
 
 
 def load_named(namespace: str, names: typing.Iterable[str],
-               *args: typing.Any, **kwargs: typing.Any) -> dict[str, object]:
+               *args: typing.Any, **kwargs: typing.Any
+               ) -> dict[str, typing.Any]:
     """Load and instantiate several plugins, keeping their names.
 
     :raises PluginLoadError: for the first name that cannot be loaded.

@@ -157,7 +157,7 @@ def missing_schema(conn: sa.Connection) -> list[str]:
             missing.append(table.name)
             continue
         have = {index['name'] for index in inspector.get_indexes(table.name)}
-        missing.extend(index.name for index in table.indexes
+        missing.extend(str(index.name) for index in table.indexes
                        if index.name not in have)
     return missing
 
