@@ -20,7 +20,6 @@ from oslo_config import cfg
 
 from doctor_plugin.alarms import evaluator
 from doctor_plugin.common import plugins
-from doctor_plugin.controller import nova
 from doctor_plugin import event
 from doctor_plugin.inspector import api
 from doctor_plugin.inspector import auth
@@ -36,6 +35,7 @@ from doctor_plugin.monitors import tcp
 from doctor_plugin.notifiers import log
 from doctor_plugin.notifiers import messaging as messaging_notifier
 from doctor_plugin.notifiers import webhook
+from doctor_plugin.nova import client as nova
 from doctor_plugin import opts
 from doctor_plugin.testing import nova as nova_standin
 from doctor_plugin.tests import alarm_files
