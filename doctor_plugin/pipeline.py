@@ -40,7 +40,6 @@ the notifier is recordable.
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import dataclasses
 import fnmatch
 import typing
@@ -48,6 +47,7 @@ import typing
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from doctor_plugin.common import context as context_mod
 from doctor_plugin.common import plugins
 from doctor_plugin.common import urls
 from doctor_plugin.common import yamlfile
@@ -214,17 +214,25 @@ class Pipeline:
 
     :param conf: the service configuration (passed to the notifiers)
     :param definition: the parsed pipeline file
+    :param context: the service's context, passed to the notifiers it
+        loads; it owns the ``pipeline_workers`` pool. A private one (closed
+        by :meth:`close`) by default.
     """
 
     def __init__(self, conf: cfg.ConfigOpts,
-                 definition: PipelineDefinition) -> None:
+                 definition: PipelineDefinition,
+                 context: context_mod.ServiceContext | None = None) -> None:
         self.definition = definition
+        self._own_context = context is None
+        self.context = (context_mod.ServiceContext('pipeline')
+                        if context is None else context)
         self.notifiers: dict[str, typing.Any] = {}
         for sink in definition.sinks.values():
             for url in sink.notifiers:
                 if url not in self.notifiers:
                     try:
-                        self.notifiers[url] = plugins.load_notifier(conf, url)
+                        self.notifiers[url] = plugins.load_notifier(
+                            conf, url, context=self.context)
                     except exceptions.DoctorPluginError as exc:
                         raise exceptions.ConfigurationError(
                             definition.origin, f'sink {sink.name}',
@@ -236,12 +244,13 @@ class Pipeline:
         except exceptions.DoctorPluginError:
             self._close_notifiers()
             raise
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=conf.pipeline_workers,
-            thread_name_prefix='doctor-pipeline')
+        self._executor = self.context.executor('doctor-pipeline',
+                                               conf.pipeline_workers)
 
     @classmethod
-    def from_conf(cls, conf: cfg.ConfigOpts) -> Pipeline:
+    def from_conf(cls, conf: cfg.ConfigOpts,
+                  context: context_mod.ServiceContext | None = None
+                  ) -> Pipeline:
         """Load the file named by ``[DEFAULT] pipeline_cfg_file``."""
         path = conf.find_file(conf.pipeline_cfg_file)
         if path is None:
@@ -250,7 +259,7 @@ class Pipeline:
                 'pipeline file not found in the configuration directories; '
                 'set [DEFAULT] pipeline_cfg_file to its path (a sample is '
                 'etc/doctor_plugin/pipeline.yaml)')
-        return cls(conf, PipelineDefinition.from_file(path))
+        return cls(conf, PipelineDefinition.from_file(path), context)
 
     def route(self, events: typing.Sequence[event_model.Event]
               ) -> dict[str, list[event_model.Event]]:
@@ -313,6 +322,8 @@ class Pipeline:
         self._executor.shutdown(wait=True)
         self.deliverer.close()
         self._close_notifiers()
+        if self._own_context:
+            self.context.close()
 
     @property
     def outbox(self) -> typing.Any:

@@ -49,6 +49,7 @@ from oslo_log import log as logging
 from doctor_plugin.alarms import definitions
 from doctor_plugin.alarms import index as index_mod
 from doctor_plugin.common import activity as activity_mod
+from doctor_plugin.common import context as context_mod
 from doctor_plugin.common import plugins
 from doctor_plugin.common import profiler
 from doctor_plugin.common import urls
@@ -132,18 +133,24 @@ class EventAlarmEvaluator:
 
     :param conf: service configuration (passed to the action plugins)
     :param alarms: the alarm definitions
-    :param timeline: profiler marks (defaults to the process timeline)
+    :param timeline: profiler marks (defaults to the context's)
     :param activity: counts each action while it runs (defaults to the
-        process's notification work, which the Nova fix-up yields to)
+        context's notification work, which the Nova fix-up yields to)
+    :param context: the service's context, which owns the
+        ``action_workers`` pool; a private one by default
     """
 
     def __init__(self, conf: cfg.ConfigOpts,
                  alarms: typing.Iterable[definitions.AlarmDefinition],
                  timeline: profiler.Timeline | None = None,
-                 activity: activity_mod.Activity | None = None) -> None:
+                 activity: activity_mod.Activity | None = None,
+                 context: context_mod.ServiceContext | None = None) -> None:
         self.conf = conf
-        self.timeline = timeline or profiler.TIMELINE
-        self.activity = activity or activity_mod.NOTIFYING
+        self._own_context = context is None
+        self.context = (context_mod.ServiceContext('alarm-evaluator')
+                        if context is None else context)
+        self.timeline = timeline or self.context.timeline
+        self.activity = activity or self.context.activity
         self._lock = threading.Lock()
         #: The alarm actions by URL, loaded once for every alarm naming
         #: them.
@@ -151,9 +158,8 @@ class EventAlarmEvaluator:
         self._current = self._prepare(alarms)
         self.states: dict[str, str] = {
             a.alarm_id: INSUFFICIENT_DATA for a in self._current.alarms}
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=conf.alarms.action_workers,
-            thread_name_prefix='doctor-alarm-action')
+        self._executor = self.context.executor(
+            'doctor-alarm-action', conf.alarms.action_workers)
         self._watcher: DefinitionsWatcher | None = None
         #: Records and retries the recordable actions (webhooks, the
         #: bus) when ``[delivery] durable`` is on; makes the others.
@@ -161,7 +167,8 @@ class EventAlarmEvaluator:
 
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts, path: str | None = None,
-                  timeline: profiler.Timeline | None = None
+                  timeline: profiler.Timeline | None = None,
+                  context: context_mod.ServiceContext | None = None
                   ) -> EventAlarmEvaluator:
         """The evaluator of a definitions file, reloaded when it changes.
 
@@ -169,7 +176,8 @@ class EventAlarmEvaluator:
         :raises ConfigurationError: if the file is missing or invalid
         """
         path = find_definitions(conf, path)
-        evaluator = cls(conf, definitions.load_file(path), timeline)
+        evaluator = cls(conf, definitions.load_file(path), timeline,
+                        context=context)
         evaluator._watcher = DefinitionsWatcher(
             path, evaluator.replace, conf.alarms.reload_interval)
         return evaluator
@@ -191,7 +199,7 @@ class EventAlarmEvaluator:
             for url in alarm.action_urls():
                 if url not in self._actions:
                     self._actions[url] = plugins.load_alarm_action(
-                        self.conf, url)
+                        self.conf, url, context=self.context)
         return current
 
     def replace(self, alarms: typing.Iterable[definitions.AlarmDefinition]
@@ -369,10 +377,13 @@ class EventAlarmEvaluator:
     def close(self) -> None:
         if self._watcher is not None:
             self._watcher.stop()
+        # Drain the actions before their deliverer and plugins close.
         self._executor.shutdown(wait=True)
         self.deliverer.close()
         for action in self._actions.values():
             action.close()
+        if self._own_context:
+            self.context.close()
 
 
 class DefinitionsWatcher:

@@ -33,6 +33,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from doctor_plugin.alarms import evaluator as evaluator_mod
+from doctor_plugin.common import context as context_mod
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.notifiers import base
@@ -43,13 +44,18 @@ LOG = logging.getLogger(__name__)
 class AlarmEvaluatorNotifier(base.EventNotifier):
     """Hand each batch to an in-process :class:`EventAlarmEvaluator`.
 
+    The evaluator shares the service's context (given by the pipeline
+    that loads this plugin): its timeline, its notification activity and
+    its thread pools.
+
     Delivery returns once the alarms are evaluated and their actions
     started; an action that fails is logged by the evaluator and does not
     fail the pipeline's other notifiers.
     """
 
-    def __init__(self, conf: cfg.ConfigOpts, url: str) -> None:
-        super().__init__(conf, url)
+    def __init__(self, conf: cfg.ConfigOpts, url: str,
+                 context: context_mod.ServiceContext | None = None) -> None:
+        super().__init__(conf, url, context=context)
         if self.params or self.parsed_url.netloc:
             raise exceptions.ConfigurationError(
                 'notifier URL', url,
@@ -57,7 +63,7 @@ class AlarmEvaluatorNotifier(base.EventNotifier):
                 'alarms:// for [alarms] definitions_file or '
                 'alarms:///path/to/alarms.yaml for another file')
         self.evaluator = evaluator_mod.EventAlarmEvaluator.from_conf(
-            conf, self.parsed_url.path or None)
+            conf, self.parsed_url.path or None, context=self.context)
 
     def notify(self, events: typing.Sequence[event_model.Event]) -> None:
         self.evaluator.evaluate(events)

@@ -54,8 +54,3 @@ class Activity:
         """Wait until no notification work runs; False after ``timeout``."""
         with self._cond:
             return self._cond.wait_for(lambda: not self._busy, timeout)
-
-
-#: This process's notification work: the inspector's publishing and the
-#: alarm actions (tenants' webhooks) it starts.
-NOTIFYING = Activity()

@@ -105,15 +105,29 @@ def notifier_scheme(url: str) -> str:
     return scheme
 
 
-def load_notifier(conf: typing.Any, url: str) -> typing.Any:
-    """Load the event notifier for ``url``, chosen by its scheme."""
-    return load_driver(NOTIFIERS_NAMESPACE, notifier_scheme(url), conf, url)
+def _context_kwargs(context: typing.Any) -> dict[str, typing.Any]:
+    # A plugin is built with (conf, url) alone when no service context is
+    # given, as before contexts existed.
+    return {} if context is None else {'context': context}
 
 
-def load_alarm_action(conf: typing.Any, url: str) -> typing.Any:
+def load_notifier(conf: typing.Any, url: str,
+                  context: typing.Any = None) -> typing.Any:
+    """Load the event notifier for ``url``, chosen by its scheme.
+
+    :param context: the loading service's
+        :class:`~doctor_plugin.common.context.ServiceContext`, passed to
+        the plugin as ``context=``
+    """
+    return load_driver(NOTIFIERS_NAMESPACE, notifier_scheme(url), conf, url,
+                       **_context_kwargs(context))
+
+
+def load_alarm_action(conf: typing.Any, url: str,
+                      context: typing.Any = None) -> typing.Any:
     """Load the alarm action plugin for ``url``, chosen by its scheme."""
     return load_driver(ALARM_ACTIONS_NAMESPACE, notifier_scheme(url),
-                       conf, url)
+                       conf, url, **_context_kwargs(context))
 
 
 def describe(namespace: str) -> list[tuple[str, str]]:

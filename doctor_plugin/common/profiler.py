@@ -110,7 +110,3 @@ class Timeline:
             lines.append(f'  notification time T09 − T01: '
                          f'{total * 1000.0:.2f} ms')
         return '\n'.join(lines)
-
-
-#: The process-wide timeline the services mark.
-TIMELINE = Timeline()

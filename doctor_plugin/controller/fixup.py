@@ -39,6 +39,7 @@ import uuid
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from doctor_plugin.common import context as context_mod
 from doctor_plugin.common import profiler
 from doctor_plugin.common import retry
 from doctor_plugin import event as event_model
@@ -190,27 +191,34 @@ class NovaController:
     :param publish: receives ``[result_event]`` when a fix-up is over, e.g.
         ``Pipeline.publish``; None to publish nothing
     :param timeline: where T03 (VMs set to error) and T04 (host marked
-        down) are marked (defaults to the process timeline)
+        down) are marked (defaults to the context's)
+    :param context: the service's context, which owns the ``nova-fixup``
+        and ``nova-reset`` pools; a private one (closed by :meth:`close`)
+        by default
     """
 
     def __init__(self, conf: cfg.ConfigOpts, client: nova.NovaClient,
                  publish: typing.Callable[[list[event_model.Event]],
                                           typing.Any] | None = None,
-                 timeline: profiler.Timeline | None = None) -> None:
+                 timeline: profiler.Timeline | None = None,
+                 context: context_mod.ServiceContext | None = None) -> None:
         self.conf = conf
         self.client = client
         self.publish = publish
-        self.timeline = timeline or profiler.TIMELINE
+        self._own_context = context is None
+        self.context = (context_mod.ServiceContext('nova-controller')
+                        if context is None else context)
+        self.timeline = timeline or self.context.timeline
         width = conf.nova.max_parallel_resets
         # Separate pools: a job waits for its resets, so sharing one pool
         # could fill it with waiting jobs and leave no thread for a reset.
         priority: tuple[str] = (conf.nova.fixup_cpu_priority,)
-        self._jobs = concurrent.futures.ThreadPoolExecutor(
-            max_workers=width, thread_name_prefix='nova-fixup',
-            initializer=lower_thread_priority, initargs=priority)
-        self._resets = concurrent.futures.ThreadPoolExecutor(
-            max_workers=width, thread_name_prefix='nova-reset',
-            initializer=lower_thread_priority, initargs=priority)
+        self._jobs = self.context.executor(
+            'nova-fixup', width, initializer=lower_thread_priority,
+            initargs=priority)
+        self._resets = self.context.executor(
+            'nova-reset', width, initializer=lower_thread_priority,
+            initargs=priority)
         self._lock = threading.Condition()
         self._active: dict[str, _Job] = {}
         self._host_locks: dict[str, threading.Lock] = {}
@@ -306,6 +314,8 @@ class NovaController:
         if not_done:
             LOG.warning('%d Nova fix-up(s) still running after %.1f s; '
                         'leaving them', len(not_done), timeout)
+        if self._own_context:
+            self.context.close(0 if not_done else timeout)
 
     def _forget_future(self, future: concurrent.futures.Future) -> None:
         with self._lock:

@@ -36,6 +36,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from doctor_plugin.common import activity as activity_mod
+from doctor_plugin.common import context as context_mod
 from doctor_plugin.common import profiler
 from doctor_plugin.common import urls
 from doctor_plugin import event as event_model
@@ -121,11 +122,12 @@ class Inspector:
     :param pipeline: where the resulting events go
     :param topology: host → instances; ``None`` loads ``[inspector]
         topology_file`` (or uses an empty one when unset)
-    :param timeline: profiler marks (defaults to the process timeline)
+    :param timeline: profiler marks (defaults to the context's)
     :param controller: fixes Nova up after the consumers were told; None
         for none
     :param activity: where the notification work is counted (defaults to
-        the process's, which the alarm actions count in too)
+        the context's, which the alarm actions count in too)
+    :param context: the service's context; the pipeline's by default
     """
 
     def __init__(self, conf: cfg.ConfigOpts,
@@ -133,21 +135,25 @@ class Inspector:
                  topology: topology_mod.HostTopology | None = None,
                  timeline: profiler.Timeline | None = None,
                  controller: Controller | None = None,
-                 activity: activity_mod.Activity | None = None) -> None:
+                 activity: activity_mod.Activity | None = None,
+                 context: context_mod.ServiceContext | None = None) -> None:
         self.conf = conf
         self.pipeline = pipeline
+        #: Shared with the pipeline and the notifiers it loaded (the
+        #: alarms:// evaluator counts its actions in the same activity).
+        self.context = pipeline.context if context is None else context
         if topology is None:
             path = conf.inspector.topology_file
             topology = (topology_mod.HostTopology.from_file(path) if path
                         else topology_mod.HostTopology())
         self.topology = topology
-        self.timeline = timeline or profiler.TIMELINE
+        self.timeline = timeline or self.context.timeline
         self.controller = controller
         self.hosts = correlation.HostStateTracker(conf, self._release_held)
         self._recent = RecentIds(conf.inspector.dedup_cache_size)
         #: Held while events are correlated, fanned out and published (and,
         #: by the alarm evaluator, while alarm actions run).
-        self.activity = activity or activity_mod.NOTIFYING
+        self.activity = activity or self.context.activity
 
     def process(self, events: typing.Sequence[event_model.Event]
                 ) -> list[event_model.Event]:

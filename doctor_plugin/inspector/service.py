@@ -17,6 +17,7 @@ from __future__ import annotations
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from doctor_plugin.common import context as context_mod
 from doctor_plugin.common import messaging
 from doctor_plugin.common import plugins
 from doctor_plugin.common import profiler
@@ -93,16 +94,26 @@ class InspectorService:
     :param pipeline: overrides ``[DEFAULT] pipeline_cfg_file``
     :param topology: overrides ``[inspector] topology_source``
     :param transport_url: overrides oslo.messaging's transport options
-    :param timeline: profiler marks (defaults to the process timeline)
+    :param timeline: profiler marks (defaults to the context's)
+    :param context: what the service's parts share: its timeline, its
+        notification activity and its thread pools, shut down by
+        :meth:`stop`. By default the given pipeline's, or a new one.
     """
 
     def __init__(self, conf: cfg.ConfigOpts,
                  pipeline: pipeline_mod.Pipeline | None = None,
                  topology: topology_mod.HostTopology | None = None,
                  transport_url: str | None = None,
-                 timeline: profiler.Timeline | None = None) -> None:
+                 timeline: profiler.Timeline | None = None,
+                 context: context_mod.ServiceContext | None = None) -> None:
         self.conf = conf
-        self.pipeline = pipeline or pipeline_mod.Pipeline.from_conf(conf)
+        if context is None:
+            context = (pipeline.context if pipeline is not None
+                       else context_mod.ServiceContext('inspector',
+                                                       timeline=timeline))
+        self.context = context
+        self.pipeline = pipeline or pipeline_mod.Pipeline.from_conf(
+            conf, context)
         uses_nova = 'nova' in (conf.inspector.topology_source,
                                conf.inspector.controller)
         self.nova_client = nova.NovaClient(conf) if uses_nova else None
@@ -127,9 +138,10 @@ class InspectorService:
             assert self.nova_client is not None  # uses_nova
             self.controller = fixup.NovaController(
                 conf, self.nova_client, publish=self.pipeline.publish,
-                timeline=timeline)
+                timeline=timeline, context=context)
         self.engine = engine.Inspector(conf, self.pipeline, topology,
-                                       timeline, self.controller)
+                                       timeline, self.controller,
+                                       context=context)
         if self.controller is not None:
             self.controller.yield_to(self.engine.activity.wait_idle)
         api_transformer = plugins.load_driver(
@@ -190,3 +202,4 @@ class InspectorService:
         if self.nova_client is not None:
             self.nova_client.close()
         self.pipeline.close()
+        self.context.close()

@@ -27,6 +27,7 @@ from oslo_log import log as logging
 import oslo_messaging
 
 from doctor_plugin.alarms import evaluator as evaluator_mod
+from doctor_plugin.common import context as context_mod
 from doctor_plugin.common import messaging
 from doctor_plugin.delivery import rejects as rejects_mod
 from doctor_plugin import event as event_model
@@ -87,12 +88,17 @@ class EventEndpoint:
 
 
 class AlarmListener:
-    """The running listener: bus consumer plus evaluator."""
+    """The running listener: bus consumer plus evaluator.
+
+    The service's context (timeline, activity, the alarm action pool) is
+    the evaluator's; :meth:`stop` shuts it down.
+    """
 
     def __init__(self, conf: cfg.ConfigOpts,
                  evaluator: evaluator_mod.EventAlarmEvaluator,
                  transport_url: str | None = None) -> None:
         self.evaluator = evaluator
+        self.context = evaluator.context
         transport = messaging.get_transport(conf, transport_url)
         self._server = messaging.get_listener(
             transport, conf.listener.event_topics,
@@ -101,7 +107,8 @@ class AlarmListener:
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts) -> AlarmListener:
         """The listener of ``[alarms] definitions_file``, kept current."""
-        return cls(conf, evaluator_mod.EventAlarmEvaluator.from_conf(conf))
+        return cls(conf, evaluator_mod.EventAlarmEvaluator.from_conf(
+            conf, context=context_mod.ServiceContext('listener')))
 
     def start(self) -> None:
         self._server.start()
@@ -114,3 +121,4 @@ class AlarmListener:
         self._server.stop()
         self._server.wait()
         self.evaluator.close()
+        self.context.close()

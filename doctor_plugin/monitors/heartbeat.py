@@ -309,7 +309,7 @@ class HeartbeatMonitor(base.MonitorBase):
                       if opts.startup_grace is None else opts.startup_grace)
         self.key = _key(conf)
         self.max_age = opts.max_age if self.key else 0.0
-        self.timeline = profiler.TIMELINE if timeline is None else timeline
+        self.timeline = profiler.Timeline() if timeline is None else timeline
         if sock is None:
             host, port = parse_address(opts.listen, '[heartbeat] listen',
                                        any_port=True)

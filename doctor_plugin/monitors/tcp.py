@@ -200,8 +200,8 @@ class TCPMonitor(base.MonitorBase):
     :param reporter: called once per state change, from a worker thread
     :param hosts: hosts to watch as ``{hostname: (address, port)}``;
         replaces ``[monitor] hosts`` when given
-    :param timeline: where detection (T01) is marked; the process-wide
-        :data:`doctor_plugin.common.profiler.TIMELINE` by default
+    :param timeline: where detection (T01) is marked; a timeline of the
+        monitor's own by default
     :raises ConfigurationError: if a host entry is malformed or
         unresolvable, or there is no host to watch
     """
@@ -218,7 +218,7 @@ class TCPMonitor(base.MonitorBase):
         self.startup_grace: float = (
             max(1.0, 2 * self.interval * self.miss_count)
             if grace is None else grace)
-        self.timeline = profiler.TIMELINE if timeline is None else timeline
+        self.timeline = profiler.Timeline() if timeline is None else timeline
         if hosts is None:
             self.hosts = self._hosts_from_conf(conf.monitor.hosts)
         else:

@@ -29,8 +29,12 @@ alarm notifiers:
   (``aodh.notifier.AlarmNotifier.notify``), as one record.
 
 Both are constructed with ``(conf, url)``: the service's configuration
-and the target; options that belong to one target travel in the URL's
-query string, the rest come from the ``[notifier]`` group. Both may
+and the target, and optionally ``context=``, the
+:class:`~doctor_plugin.common.context.ServiceContext` of the service that
+loads them (its timeline, activity and thread pools; a plugin built
+without one gets a private context). Options that belong to one target
+travel in the URL's query string, the rest come from the ``[notifier]``
+group. Both may
 override two lifecycle hooks, which are not abstract because most
 plugins have nothing to do in them: :meth:`Plugin.reload` (SIGHUP: read
 the target's own files again; only ``alarms://`` has any) and
@@ -56,6 +60,7 @@ from urllib import parse as urlparse
 
 from oslo_config import cfg
 
+from doctor_plugin.common import context as context_mod
 from doctor_plugin import event as event_model
 
 
@@ -98,15 +103,25 @@ class Plugin:
     :param conf: the service's configuration
     :param url: the target; its scheme selected this plugin, its query
         string may carry per-target options
+    :param context: the service's context; a private one by default
     """
 
-    def __init__(self, conf: cfg.ConfigOpts, url: str) -> None:
+    def __init__(self, conf: cfg.ConfigOpts, url: str,
+                 context: context_mod.ServiceContext | None = None) -> None:
         self.conf = conf
+        self._context = context
         self.url = url
         self.parsed_url = urlparse.urlsplit(url)
         # Blank values are kept: an empty parameter can mean "turn off".
         self.params = dict(urlparse.parse_qsl(self.parsed_url.query,
                                               keep_blank_values=True))
+
+    @property
+    def context(self) -> context_mod.ServiceContext:
+        """The service's context, or a private one made on first use."""
+        if self._context is None:
+            self._context = context_mod.ServiceContext(self.url)
+        return self._context
 
     def reload(self) -> None:
         """Read the target's own definition files again (SIGHUP).

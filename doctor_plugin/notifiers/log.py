@@ -54,8 +54,9 @@ _PARAMS = ('level',)
 class _LogTarget(base.Plugin):
     """A ``log://`` URL: its level."""
 
-    def __init__(self, conf: cfg.ConfigOpts, url: str) -> None:
-        super().__init__(conf, url)
+    def __init__(self, conf: cfg.ConfigOpts, url: str,
+                 context: typing.Any = None) -> None:
+        super().__init__(conf, url, context=context)
         unknown = sorted(set(self.params) - set(_PARAMS))
         if unknown:
             raise exceptions.ConfigurationError(

@@ -150,8 +150,9 @@ class _TopicSender:
 class _MessagingTarget(base.Plugin):
     """A ``messaging://`` URL: its topics, and how a message is sent."""
 
-    def __init__(self, conf: cfg.ConfigOpts, url: str) -> None:
-        super().__init__(conf, url)
+    def __init__(self, conf: cfg.ConfigOpts, url: str,
+                 context: typing.Any = None) -> None:
+        super().__init__(conf, url, context=context)
         opts = conf.notifier
         if self.parsed_url.netloc or self.parsed_url.path.strip('/'):
             # Not the URL itself: its userinfo may hold a password.

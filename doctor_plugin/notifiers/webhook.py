@@ -94,8 +94,9 @@ class _Webhook(base.Plugin):
     consumer may have acted on it.
     """
 
-    def __init__(self, conf: cfg.ConfigOpts, url: str) -> None:
-        super().__init__(conf, url)
+    def __init__(self, conf: cfg.ConfigOpts, url: str,
+                 context: typing.Any = None) -> None:
+        super().__init__(conf, url, context=context)
         opts = conf.notifier
         self.settings = webhook_settings.TargetSettings.from_url(url, opts)
         self.safe_url = self.settings.safe_url

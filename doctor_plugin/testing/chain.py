@@ -50,7 +50,7 @@ import yaml
 
 from doctor_plugin.alarms import definitions
 from doctor_plugin.alarms import evaluator as evaluator_mod
-from doctor_plugin.alarms import notifier as alarms_notifier
+from doctor_plugin.common import context as context_mod
 from doctor_plugin.common import messaging
 from doctor_plugin.common import profiler
 from doctor_plugin.controller import fixup
@@ -346,6 +346,9 @@ class Chain:
             self._alarms_file.flush()
             sinks.append('alarms')
             notifiers['alarms'] = [f'alarms://{self._alarms_file.name}']
+        #: The inspector's: the alarms:// evaluator marks its timeline.
+        self.context = context_mod.ServiceContext('inspector',
+                                                  timeline=self.timeline)
         pipeline = pipeline_mod.Pipeline(
             self.conf, pipeline_mod.PipelineDefinition.from_dict(
                 {'sources': [{'name': 'host_faults',
@@ -353,14 +356,11 @@ class Chain:
                               'sinks': sinks}],
                  'sinks': [{'name': name, 'notifiers': notifiers[name]}
                            for name in sinks]},
-                '<demo pipeline>'))
-        for notifier in pipeline.notifiers.values():
-            if isinstance(notifier, alarms_notifier.AlarmEvaluatorNotifier):
-                notifier.evaluator.timeline = self.timeline
+                '<demo pipeline>'), self.context)
         self.inspector = inspector_service.InspectorService(
             self.conf, pipeline=pipeline,
             topology=None if settings.nova else tenant_topology(settings),
-            timeline=self.timeline)
+            context=self.context)
         if settings.alarms_in == 'inspector':
             return
         if settings.listener_process:

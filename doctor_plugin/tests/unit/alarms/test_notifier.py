@@ -20,7 +20,6 @@ import yaml
 
 from doctor_plugin.alarms import notifier as alarms
 from doctor_plugin.common import plugins
-from doctor_plugin.common import profiler
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.inspector import engine
@@ -126,8 +125,7 @@ class TestInspectorEvaluates(AlarmsNotifierTestCase):
             topology.Instance('vm-2', 'tenant-a', 'compute-1'),
             topology.Instance('vm-3', 'tenant-b', 'compute-1'),
             topology.Instance('vm-4', 'tenant-c', 'compute-2')])
-        inspector = engine.Inspector(self.conf, pipe, topo,
-                                     timeline=self.timeline)
+        inspector = engine.Inspector(self.conf, pipe, topo)
         self.addCleanup(inspector.close)
         fault_id = str(uuid.uuid4())
         host_down = event_model.Event.create(
@@ -140,7 +138,9 @@ class TestInspectorEvaluates(AlarmsNotifierTestCase):
         self.assertEqual(
             {('/tenant-a', 'vm-1,vm-2'), ('/tenant-b', 'vm-3')},
             {(a.path, a.trait('instance_ids')) for a in received})
-        # Marked on the process's timeline, as a deployed inspector is.
-        marks = profiler.TIMELINE.marks(fault_id)
+        # Marked on the pipeline's (the service's) timeline, which the
+        # alarms:// evaluator shares, as a deployed inspector's does.
+        marks = pipe.context.timeline.marks(fault_id)
+        self.assertIn('T06', marks)
         self.assertIn('T07', marks)
         self.assertIn('T08', marks)

@@ -141,9 +141,3 @@ class TestFormat(base.TestCase):
         self.assertIn('T01       0.00 ms', lines[1])
         self.assertIn('T02     500.00 ms', lines[2])
         self.assertNotIn('notification time', lines[-1])
-
-
-class TestProcessTimeline(base.TestCase):
-
-    def test_is_a_timeline(self):
-        self.assertIsInstance(profiler.TIMELINE, profiler.Timeline)
