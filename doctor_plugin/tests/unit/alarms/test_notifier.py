@@ -19,6 +19,7 @@ import fixtures
 import yaml
 
 from doctor_plugin.alarms import notifier as alarms
+from doctor_plugin.common import context
 from doctor_plugin.common import plugins
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
@@ -66,6 +67,40 @@ class TestAlarmsNotifier(AlarmsNotifierTestCase):
         self.addCleanup(notifier.close)
         self.assertEqual(['host-down-tenant-b'],
                          [a.name for a in notifier.evaluator.alarms])
+
+    def test_built_alone_it_gets_a_private_context(self):
+        path = self.write_alarms()
+        one = plugins.load_notifier(self.conf, f'alarms://{path}')
+        self.addCleanup(one.close)
+        two = plugins.load_notifier(self.conf, f'alarms://{path}')
+        self.addCleanup(two.close)
+        self.assertIsNot(one.context, two.context)
+        self.assertIs(one.context, one.evaluator.context)
+        with one.evaluator.activity:
+            self.assertTrue(two.evaluator.activity.wait_idle(0))
+
+    def test_the_pipeline_passes_its_context_down(self):
+        path = self.write_alarms()
+        ctx = context.ServiceContext('test')
+        self.addCleanup(ctx.close)
+        pipe = pipeline.Pipeline(self.conf, pipeline.PipelineDefinition
+                                 .from_dict({
+                                     'sources': [{'name': 's',
+                                                  'events': ['*'],
+                                                  'sinks': ['a']}],
+                                     'sinks': [{'name': 'a', 'notifiers': [
+                                         f'alarms://{path}', 'log://']}]}),
+                                 context=ctx)
+        self.addCleanup(pipe.close)
+        self.assertIs(ctx, pipe.context)
+        for notifier in pipe.notifiers.values():
+            self.assertIs(ctx, notifier.context)
+        (evaluator,) = [n.evaluator for n in pipe.notifiers.values()
+                        if hasattr(n, 'evaluator')]
+        self.assertIs(ctx.timeline, evaluator.timeline)
+        self.assertIs(ctx.activity, evaluator.activity)
+        self.assertIn('doctor-alarm-action', ctx.executors)
+        self.assertIn('doctor-pipeline', ctx.executors)
 
     def test_host_or_parameters_are_refused(self):
         for url in ('alarms://somewhere/alarms.yaml', 'alarms://?x=1'):
