@@ -32,6 +32,7 @@ import time
 import typing
 
 from doctor_plugin.bench import harness
+from doctor_plugin.testing import childproc
 
 INSTANCES = 100_000
 HOSTS = 5_000
@@ -114,7 +115,7 @@ def load_topology(compute_url: str, trace: bool = False
 def measure_in_subprocess(compute_url: str, trace: bool = False,
                           timeout: float = 600.0) -> dict[str, typing.Any]:
     """:func:`load_topology` in a fresh Python process."""
-    cmd = [sys.executable, '-m', 'doctor_plugin.bench.memory', compute_url]
+    cmd = childproc.command('doctor_plugin.bench.memory', compute_url)
     if trace:
         cmd.append('--trace')
     proc = subprocess.run(cmd, capture_output=True, text=True,

@@ -28,7 +28,8 @@ go from a fault report to a tenant's webhook. The helpers around it
 :func:`placement`) give a test a configuration and a cloud of its own.
 
 ``python -m doctor_plugin.testing.chain listener ...`` is the alarm
-listener process of :class:`ListenerProcess`; the chain runs it.
+listener process of :class:`ListenerProcess`; the chain runs it through
+:mod:`doctor_plugin.cmd.child`, which chooses the threading backend.
 """
 
 from __future__ import annotations

@@ -16,9 +16,11 @@ The benchmark runs the parts that stand for other machines (a tenant's
 consumer, Nova) in their own interpreters, so that their work does not
 compete with the chain under test for the GIL. Each such server is a
 ``python -m <module>`` that prints one JSON line (its address) when it is
-ready and stops on SIGTERM: :class:`ChildServer` starts one, waits for
-that line and stops it. ``NovaStandInProcess``, ``ConsumerProcess`` and
-the chain's alarm listener process are built on it.
+ready and stops on SIGTERM, run through :mod:`doctor_plugin.cmd.child`
+so that it chooses the threading backend as our commands do:
+:class:`ChildServer` starts one, waits for that line and stops it.
+``NovaStandInProcess``, ``ConsumerProcess`` and the chain's alarm
+listener process are built on it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,19 @@ import shutil
 import subprocess
 import sys
 import typing
+
+
+#: Runs a module the way our commands run: with oslo.service's threading
+#: backend chosen before the module (and its package) is imported.
+RUNNER = 'doctor_plugin.cmd.child'
+
+
+def command(module: str, *args: str) -> list[str]:
+    """``python -m module args...``, run as our commands run.
+
+    That is through :mod:`doctor_plugin.cmd.child`.
+    """
+    return [sys.executable, '-m', RUNNER, module, *args]
 
 
 class ChildServer:
@@ -47,7 +62,7 @@ class ChildServer:
     def __init__(self, module: str, args: typing.Sequence[str] = (),
                  what: str = 'the child process', idle: bool = False
                  ) -> None:
-        self.command = [sys.executable, '-m', module, *args]
+        self.command = command(module, *args)
         if idle and shutil.which('chrt'):
             self.command = ['chrt', '--idle', '0', *self.command]
         self.what = what

@@ -116,9 +116,32 @@ class TestChildServer(ChildTestCase):
 
     def test_command_runs_the_module_with_its_arguments(self):
         server = childproc.ChildServer('some.module', ['--a', 'b'])
-        self.assertEqual(['-m', 'some.module', '--a', 'b'],
-                         server.command[1:])
+        self.assertEqual(['-m', 'doctor_plugin.cmd.child', 'some.module',
+                          '--a', 'b'], server.command[1:])
         self.assertEqual('the child process', server.what)
+
+    def test_the_child_runs_on_the_threading_backend(self):
+        # A module outside doctor_plugin.tests (whose import would choose
+        # the backend itself) that imports oslo.messaging, as the chain's
+        # listener and the Nova stand-in do, and says what it got.
+        directory = self.useFixture(fixtures.TempDir()).path
+        with open(os.path.join(directory, 'doctor_backend_probe.py'),
+                  'w') as f:
+            f.write('import json, sys\n'
+                    'import oslo_messaging  # noqa\n'
+                    'from oslo_service import backend\n'
+                    'print(json.dumps({"backend": '
+                    'backend.get_backend_type().name, '
+                    '"argv": sys.argv[1:]}), flush=True)\n'
+                    'sys.stdin.read()\n')
+        self.useFixture(fixtures.EnvironmentVariable(
+            'PYTHONPATH', os.pathsep.join(
+                [directory, os.environ.get('PYTHONPATH', '')])))
+        server = childproc.ChildServer('doctor_backend_probe', ['x', '-y'])
+        self.addCleanup(server.stop)
+        ready = server.start(TIMEOUT)
+        self.assertEqual({'backend': 'THREADING', 'argv': ['x', '-y']},
+                         ready)
 
     def assertDidNotStart(self, server, printed, timeout=TIMEOUT):
         exc = self.assertRaises(RuntimeError, server.start, timeout)
