@@ -333,6 +333,8 @@ class EventAlarmEvaluator:
                       previous: str, current: str
                       ) -> notifier_base.AlarmNotification:
         rule = alarm.rule if current == ALARM else alarm.ok_rule
+        # Only an alarm with an ok_rule ever moves to ok.
+        assert rule is not None
         return notifier_base.AlarmNotification(
             alarm_id=alarm.alarm_id,
             alarm_name=alarm.name,

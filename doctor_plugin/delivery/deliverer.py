@@ -39,7 +39,6 @@ executor (the evaluator: every tenant's webhook at once).
 from __future__ import annotations
 
 import collections
-import functools
 import typing
 
 from oslo_config import cfg
@@ -126,6 +125,8 @@ class Deliverer:
                 direct.append(_notify(plugin, item))
         if not recorded:
             return direct
+        # records() said yes to some: there is an outbox.
+        assert self.outbox is not None
         prepared = [(plugin, p) for plugin, item in recorded
                     for p in plugin.encode(item)]
         try:
@@ -155,16 +156,19 @@ class Deliverer:
         self.outbox = None
 
 
+#: Whether a plugin class is recordable, once per class: a protocol check
+#: costs microseconds, and the evaluator asks once per alarm action.
+_RECORDABLE_TYPES: dict[type, bool] = {}
+
+
 def recordable(plugin: typing.Any) -> bool:
     """Whether the outbox can record deliveries to ``plugin``."""
-    return _recordable_type(type(plugin))
-
-
-@functools.lru_cache(maxsize=None)
-def _recordable_type(cls: type) -> bool:
-    # Once per class: a protocol check costs microseconds, and the
-    # evaluator asks once per alarm action.
-    return issubclass(cls, recordable_mod.Recordable)
+    cls = type(plugin)
+    known = _RECORDABLE_TYPES.get(cls)
+    if known is None:
+        known = _RECORDABLE_TYPES[cls] = issubclass(
+            cls, recordable_mod.Recordable)
+    return known
 
 
 def _notify(plugin: typing.Any, item: typing.Any) -> Work:

@@ -122,7 +122,7 @@ class Outbox:
         self._delivered: list[int] = []
         self._notifiers: dict[str, typing.Any] = {}
         self._stopping = False
-        self.stats = collections.Counter()
+        self.stats: collections.Counter[str] = collections.Counter()
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=opts.retry_workers,
             thread_name_prefix='doctor-delivery-retry')
