@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sqlite3
 import threading
 import time
 import typing
@@ -34,6 +35,7 @@ from oslo_log import log as logging
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
+from doctor_plugin.common import retry
 from doctor_plugin.common import urls
 from doctor_plugin import exceptions
 
@@ -133,9 +135,23 @@ def _sqlite_pragmas(dbapi_conn: typing.Any, record: typing.Any) -> None:
     # another (which is switching it to WAL, or making the tables) waits
     # for it instead of failing.
     cursor.execute('PRAGMA busy_timeout=10000')
-    cursor.execute('PRAGMA journal_mode=WAL')
+    # Switching a new file to WAL takes its exclusive lock. When another
+    # connection holds the file's write lock meanwhile (making the tables)
+    # SQLite may refuse at once, without the busy handler, to break what
+    # would be a deadlock: try again for as long as the busy handler
+    # would have waited.
+    retry.call(lambda: cursor.execute('PRAGMA journal_mode=WAL'),
+               backoff=_WAL_BACKOFF, retry_if=_locked, deadline=10.0)
     cursor.execute('PRAGMA synchronous=NORMAL')
     cursor.close()
+
+
+_WAL_BACKOFF = retry.Backoff(0.005, 0.1)
+
+
+def _locked(exc: BaseException) -> bool:
+    return (isinstance(exc, sqlite3.OperationalError)
+            and 'locked' in str(exc))
 
 
 #: How long a service waits for another that is making the tables.
