@@ -213,46 +213,34 @@ def make_schema(engine: sa.Engine) -> None:
             f'(or its directory) exists and that this service may connect '
             f'to it and write to it') from None
     name = engine.dialect.name
-    attempts = 1 if name in ('sqlite', 'postgresql', 'mysql',
-                             'mariadb') else 3
-    for attempt in range(1, attempts + 1):
+
+    def create() -> None:
         try:
-            if name == 'sqlite':
-                with engine.connect() as conn:
-                    # pysqlite would run the DDL outside a transaction.
-                    conn.exec_driver_sql('BEGIN IMMEDIATE')
-                    _create_missing(conn)
-                    conn.commit()
-            elif name == 'postgresql':
-                with engine.connect().execution_options(
-                        isolation_level='READ COMMITTED') as conn:
-                    conn.exec_driver_sql(
-                        f"SET LOCAL lock_timeout = "
-                        f"'{SCHEMA_LOCK_TIMEOUT}s'")
-                    conn.execute(sa.select(
-                        sa.func.pg_advisory_xact_lock(SCHEMA_LOCK_KEY)))
-                    _create_missing(conn)
-                    conn.commit()
-            elif name in ('mysql', 'mariadb'):
-                with engine.connect() as conn:
-                    _mysql_locked(conn, lambda: _create_missing(conn))
-            else:
-                with engine.begin() as conn:
-                    _create_missing(conn)
-            return
-        except sa_exc.SQLAlchemyError as exc:
-            error = exc
-        # Made by another service meanwhile?
-        try:
-            with engine.connect() as conn:
-                if not missing_schema(conn):
-                    return
+            _create_schema(engine, name)
         except sa_exc.SQLAlchemyError:
-            pass
-        if attempt < attempts:
-            LOG.debug('Making the delivery tables failed (%s); again',
-                      _reason(error))
-            time.sleep(0.05 * attempt)
+            # Made by another service meanwhile?
+            try:
+                with engine.connect() as conn:
+                    if not missing_schema(conn):
+                        return
+            except sa_exc.SQLAlchemyError:
+                pass
+            raise
+
+    # The databases with a lock of their own are made under it, once;
+    # another is tried again, a little later, in case a concurrent
+    # creation got in the way.
+    locked = name in ('sqlite', 'postgresql', 'mysql', 'mariadb')
+    try:
+        retry.call(create, backoff=_SCHEMA_BACKOFF,
+                   retry_if=lambda e: isinstance(e, sa_exc.SQLAlchemyError),
+                   attempts=1 if locked else 3,
+                   before_sleep=lambda attempt, exc, wait: LOG.debug(
+                       'Making the delivery tables failed (%s); again in '
+                       '%.2f s', _reason(exc), wait))
+        return
+    except sa_exc.SQLAlchemyError as exc:
+        error = exc
     raise exceptions.ConfigurationError(
         '[delivery] connection', url,
         f'is open, but its tables cannot be made: {_reason(error)}; '
@@ -260,6 +248,34 @@ def make_schema(engine: sa.Engine) -> None:
         f'service may create tables in it (or start it once as a user '
         f'who may)'
     ) from None
+
+
+_SCHEMA_BACKOFF = retry.Backoff(0.05, 0.2)
+
+
+def _create_schema(engine: sa.Engine, name: str) -> None:
+    """Make the missing tables under the lock of database ``name``."""
+    if name == 'sqlite':
+        with engine.connect() as conn:
+            # pysqlite would run the DDL outside a transaction.
+            conn.exec_driver_sql('BEGIN IMMEDIATE')
+            _create_missing(conn)
+            conn.commit()
+    elif name == 'postgresql':
+        with engine.connect().execution_options(
+                isolation_level='READ COMMITTED') as conn:
+            conn.exec_driver_sql(
+                f"SET LOCAL lock_timeout = '{SCHEMA_LOCK_TIMEOUT}s'")
+            conn.execute(sa.select(
+                sa.func.pg_advisory_xact_lock(SCHEMA_LOCK_KEY)))
+            _create_missing(conn)
+            conn.commit()
+    elif name in ('mysql', 'mariadb'):
+        with engine.connect() as conn:
+            _mysql_locked(conn, lambda: _create_missing(conn))
+    else:
+        with engine.begin() as conn:
+            _create_missing(conn)
 
 
 def _create_missing(conn: sa.Connection) -> None:
@@ -496,7 +512,7 @@ def _delivery(row: typing.Any) -> Delivery:
         status=m['status'], created=m['created_at'], owner=m['owner'])
 
 
-def _reason(exc: sa_exc.SQLAlchemyError) -> str:
+def _reason(exc: BaseException) -> str:
     """The driver's message, without the statement and its parameters."""
     orig = getattr(exc, 'orig', None)
     return f'{type(orig or exc).__name__}: {orig or exc}'.strip()
