@@ -534,7 +534,7 @@ class EnvironmentCachingSession(requests.Session):
 
     def __init__(self) -> None:
         super().__init__()
-        self._env_cache: dict[typing.Hashable, dict] = {}
+        self._env_cache: dict[typing.Hashable, typing.Any] = {}
         self._env_lock = threading.Lock()
 
     def merge_environment_settings(self, url, proxies, stream, verify,
@@ -546,7 +546,7 @@ class EnvironmentCachingSession(requests.Session):
                else id(verify),
                tuple(cert) if isinstance(cert, (list, tuple)) else cert)
         with self._env_lock:
-            settings = self._env_cache.get(key)
+            settings: typing.Any = self._env_cache.get(key)
         if settings is None:
             settings = super().merge_environment_settings(
                 url, proxies, stream, verify, cert)
