@@ -17,9 +17,9 @@ webhook POST, a monitor's report to the inspector) goes through a
 :class:`Client`:
 
 * straight to the server, over kept-alive :mod:`http.client` connections
-  of its own (:class:`ConnectionPool`): urllib3's pool and retry
-  machinery doubled the CPU of a POST (0.5 against 0.25 ms), which a
-  rack's thousands of alarms pay;
+  of its own (:class:`ConnectionPool`), which cost half the CPU per POST
+  of urllib3's pool and retry machinery: a rack's thousands of alarms
+  pay it;
 * through a proxy from the environment (``*_proxy``, ``no_proxy``),
   over urllib3's proxy managers, whose failures are raised as ours too.
 
