@@ -35,8 +35,11 @@ import uuid
 
 import requests
 import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
 
 from doctor_plugin.bench import harness
+from doctor_plugin.common import urls
+from doctor_plugin import exceptions
 
 S1_TRIALS = 20
 S1_LISTENERS = 2
@@ -183,13 +186,36 @@ def _last_line(path: str) -> str:
     return lines[-1] if lines else '(empty log)'
 
 
+def _check_server(server_url: str) -> str:
+    """The backend of ``server_url``, once its driver is known to load.
+
+    :raises DoctorPluginError: if the URL is not one, or its driver is
+        not installed
+    """
+    try:
+        url = sa.engine.make_url(server_url)
+        url.get_dialect().import_dbapi()
+    except sa_exc.ArgumentError as exc:
+        raise exceptions.DoctorPluginError(
+            f'S1: {DATABASE_URL_ENV} is not a database URL ({exc}); '
+            f'write e.g. postgresql+psycopg2://postgres@127.0.0.1:5432/'
+            f'postgres') from None
+    except ImportError as exc:
+        raise exceptions.DoctorPluginError(
+            f'S1 on {urls.redact(server_url)} needs its database driver '
+            f'({exc}); install it (psycopg2 comes with {harness.EXTRA_HINT})'
+        ) from None
+    return url.get_backend_name()
+
+
 def run_s1(options: typing.Any, log: typing.Callable[[str], None]
            ) -> harness.ScenarioResult:
     """N services started at once on one database: how many starts fail."""
     trials = options.trials or S1_TRIALS
     server_url = os.environ.get(DATABASE_URL_ENV) or None
-    database = (sa.engine.make_url(server_url).get_backend_name()
-                if server_url else 'sqlite')
+    database = 'sqlite'
+    if server_url:
+        database = _check_server(server_url)
     services = 1 + S1_LISTENERS
     failures = 0
     failed_services = 0
