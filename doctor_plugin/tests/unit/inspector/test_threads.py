@@ -23,12 +23,10 @@ import uuid
 import fixtures
 import yaml
 
-from doctor_plugin.common import messaging
 from doctor_plugin import event as event_model
 from doctor_plugin.inspector import service as inspector_service
-from doctor_plugin.testing import chain as chain_mod
 from doctor_plugin.testing import consumer
-from doctor_plugin.tests import base
+from doctor_plugin.tests.unit.inspector import test_service
 from doctor_plugin.topology import hosts as topology_mod
 
 TOPOLOGY = topology_mod.HostTopology([
@@ -38,19 +36,12 @@ TOPOLOGY = topology_mod.HostTopology([
     topology_mod.Instance('vm-4', 'tenant-b', 'compute-2')])
 
 
-class TestInspectorThreads(base.TestCase):
+class TestInspectorThreads(test_service.ServiceTestCase):
 
     def setUp(self):
         super().setUp()
-        self.useFixture(fixtures.Timeout(60, gentle=True))
-        messaging.cleanup()
-        self.addCleanup(messaging.cleanup)
-        self.set_opts(transport_url=messaging.FAKE_TRANSPORT_URL)
-        self.set_opts(group='inspector', port=0,
-                      enable_notification_listener=False)
         self.set_opts(group='alarms', reload_interval=0.0)
         self.set_opts(group='notifier', webhook_max_retries=0)
-        chain_mod.use_shared_secret(self.conf)
         self.receiver = consumer.ConsumerServer().start()
         self.addCleanup(self.receiver.stop)
         directory = self.useFixture(fixtures.TempDir()).path
