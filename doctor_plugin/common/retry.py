@@ -40,12 +40,15 @@ class Backoff:
     With ``jitter`` a wait is drawn between half its ceiling and the
     ceiling, so that the many retries one fault starts (a reset per
     instance, a webhook per tenant) do not all hit a recovering server
-    at the same moment.
+    at the same moment. With ``first_at_once`` the first retry does not
+    wait (a dropped kept-alive connection is worth trying again at
+    once), and the doubling starts from the second.
     """
 
     initial: float
     maximum: float
     jitter: bool = True
+    first_at_once: bool = False
 
     def __post_init__(self) -> None:
         # initial = 0 is allowed: a retry option with min=0 means "retry
@@ -64,6 +67,8 @@ class Backoff:
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based)."""
+        if self.first_at_once and attempt == 1:
+            return 0.0
         ceiling = self.ceiling(attempt)
         if not self.jitter:
             return ceiling

@@ -57,19 +57,9 @@ URL_PARAMS = webhook_opts.URL_PARAMS
 _RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
 
-class _AtOnceThenDoubling(retry.Backoff):
-    """urllib3's waits: the first retry at once, then 0.2 s, 0.4 s..."""
-
-    __slots__ = ()
-
-    def delay(self, attempt: int) -> float:
-        if attempt == 1:
-            return 0.0
-        return retry.Backoff.delay(self, attempt)
-
-
-#: Between the attempts of one POST.
-RETRY_BACKOFF = _AtOnceThenDoubling(0.1, 120.0, jitter=False)
+#: Between the attempts of one POST, as urllib3 waited: the first retry
+#: at once, then 0.2 s, 0.4 s...
+RETRY_BACKOFF = retry.Backoff(0.1, 120.0, jitter=False, first_at_once=True)
 
 
 class _RetryStatus(Exception):

@@ -52,6 +52,12 @@ class BackoffTest(base.BaseTestCase):
         self.assertEqual([0.5, 1.0, 2.0, 3.0, 3.0],
                          [backoff.delay(n) for n in range(1, 6)])
 
+    def test_first_at_once_retries_once_without_waiting(self):
+        # The webhook POST's waits, as urllib3's were.
+        backoff = retry.Backoff(0.1, 120.0, jitter=False, first_at_once=True)
+        self.assertEqual([0.0, 0.2, 0.4, 0.8],
+                         [backoff.delay(n) for n in range(1, 5)])
+
     def test_a_huge_attempt_number_gives_the_maximum(self):
         backoff = retry.Backoff(1.0, 60.0, jitter=False)
         self.assertEqual(60.0, backoff.delay(10_000))
