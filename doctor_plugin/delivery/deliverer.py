@@ -46,6 +46,7 @@ from oslo_log import log as logging
 
 from doctor_plugin.common import urls
 from doctor_plugin import delivery
+from doctor_plugin.delivery import outbox as outbox_mod
 from doctor_plugin.delivery import recordable as recordable_mod
 from doctor_plugin import exceptions
 
@@ -139,8 +140,6 @@ class Deliverer:
             return direct + [_notify(plugin, item)
                              for plugin, item in recorded]
         if budget:
-            from doctor_plugin.delivery import outbox as outbox_mod
-
             brought = collections.Counter(
                 outbox_mod.lane_key(plugin.url, p.key)
                 for plugin, p in prepared)
