@@ -89,7 +89,14 @@ def run_demo(settings: chain_mod.ChainSettings, timeout: float,
         reporter = reporter_mod.InspectorReporter(chain.conf)
 
         def report(fault):
+            # The demo injects one fault: report the first change and
+            # stop watching, so that a later change of the host (a stray
+            # heartbeat read after the kill) cannot supersede the fault's
+            # Nova fix-up while it runs.
+            if detected:
+                return
             detected.append(fault.monitor_event_id)
+            stop.set()
             reporter(fault)
 
         if interval is not None:
