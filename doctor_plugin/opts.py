@@ -24,6 +24,7 @@ from oslo_config import cfg
 from oslo_messaging import opts as messaging_opts
 
 import doctor_plugin.alarms.evaluator
+import doctor_plugin.coordination
 import doctor_plugin.delivery
 import doctor_plugin.event
 import doctor_plugin.inspector.api
@@ -74,6 +75,7 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
         (doctor_plugin.alarms.evaluator.GROUP,
          doctor_plugin.alarms.evaluator.OPTS),
         (doctor_plugin.delivery.GROUP, doctor_plugin.delivery.OPTS),
+        (doctor_plugin.coordination.GROUP, doctor_plugin.coordination.OPTS),
         (doctor_plugin.listener.service.GROUP,
          doctor_plugin.listener.service.OPTS),
         (doctor_plugin.monitors.heartbeat.GROUP,
