@@ -81,6 +81,20 @@ REJECTED = sa.Table(
 )
 
 
+#: The state of each host as the members of a cluster last agreed it:
+#: ``[coordination]``'s exactly-once record of who handled which fault
+#: (see :mod:`doctor_plugin.coordination.claims`). Here so that one
+#: creation under one lock makes every table of the shared database.
+HOST_STATES = sa.Table(
+    'doctor_host_states', _METADATA,
+    sa.Column('host', sa.String(255), primary_key=True),
+    sa.Column('state', sa.String(16), nullable=False),
+    sa.Column('event_id', sa.String(255), nullable=False),
+    sa.Column('owner', sa.String(255), nullable=False),
+    sa.Column('updated_at', sa.Float, nullable=False),
+)
+
+
 @dataclasses.dataclass(slots=True)
 class Delivery:
     """One payload for one target, as recorded.
@@ -466,6 +480,34 @@ class DeliveryStore:
             counts['rejected'] = conn.execute(
                 sa.select(sa.func.count()).select_from(REJECTED)).scalar()
         return counts
+
+    def pending_by_owner(self) -> dict[str, int]:
+        """Pending deliveries per owner."""
+        with self.engine.connect() as conn:
+            return {owner: count for owner, count in conn.execute(
+                sa.select(DELIVERIES.c.owner, sa.func.count()).where(
+                    DELIVERIES.c.status == PENDING).group_by(
+                        DELIVERIES.c.owner))}
+
+    def adopt(self, from_owner: str, to_owner: str) -> int:
+        """Hand the pending deliveries of ``from_owner`` to ``to_owner``.
+
+        One conditional update: of two members adopting at once, one gets
+        the rows and the other none. Attempts, deadlines and order are
+        kept; dead-lettered rows stay with their owner.
+
+        :returns: how many rows changed hands
+        :raises DeliveryError: if the database could not be written
+        """
+        moved = [0]
+
+        def run(conn: sa.Connection) -> None:
+            moved[0] = conn.execute(DELIVERIES.update().where(
+                DELIVERIES.c.owner == from_owner,
+                DELIVERIES.c.status == PENDING).values(
+                    owner=to_owner)).rowcount
+        self._write(f'take over the deliveries of {from_owner}', run)
+        return moved[0]
 
     def retry(self, ids: typing.Sequence[int] | None, deadline: float,
               owner: str | None = None, from_owner: str | None = None,
