@@ -357,6 +357,13 @@ class Outbox:
         with self._lock:
             self._known.difference_update(done)
 
+    def resume(self) -> None:
+        """Take up at once the rows just handed to this owner.
+
+        :raises DeliveryError: if the database could not be read
+        """
+        self._poll()
+
     def _poll(self) -> None:
         """Take up pending rows of this owner this process does not hold.
 

@@ -46,6 +46,7 @@ import webob
 import webob.dec
 import webob.exc
 
+from doctor_plugin.coordination import forward
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.inspector import auth
@@ -139,6 +140,10 @@ class InspectorAPI:
                 resp.allow = ('GET', 'HEAD')
                 return resp
             return webob.Response(json_body={'status': 'ok'})
+        if (req.path_info == forward.PATH
+                and self.inspector.cluster.forwarder is not None):
+            # Members prove who they are by their signature, not a token.
+            return self.take_over(req)
         if self.rate_limiter is not None:
             source = req.remote_addr or ''
             wait = self.rate_limiter.take(source)
@@ -272,6 +277,45 @@ class InspectorAPI:
             LOG.error('Could not publish %d event(s): %s', len(events), exc)
             return _error(503, f'the events are valid but could not be '
                                f'published ({exc}); retry the request')
+        return webob.Response(
+            status=200,
+            json_body={'events': [e.message_id for e in events],
+                       'published': len(published)})
+
+    def take_over(self, req: webob.Request) -> webob.Response:
+        """``POST /v1/cluster/events``: a member hands us our hosts."""
+        forwarder = self.inspector.cluster.forwarder
+        assert forwarder is not None
+        if req.method != 'POST':
+            resp = _error(405, f'use POST on {forward.PATH}')
+            resp.allow = ('POST',)
+            return resp
+        # A member sends what it made of a body within the limits; its
+        # events, serialised, are a few times that at most.
+        limit = 4 * self.conf.inspector.max_request_body_size
+        body = req.body_file.read(limit + 1)
+        if len(body) > limit:
+            return _error(413, f'handed-over events exceed {limit} bytes')
+        try:
+            events = forwarder.receive(req.headers, body)
+        except PermissionError as exc:
+            LOG.warning('Refused handed-over events from %(source)s '
+                        '(member %(member)s): %(problem)s',
+                        {'source': req.remote_addr, 'problem': exc,
+                         'member': req.headers.get(forward.MEMBER_HEADER)})
+            return _error(401, f'not signed by a member: {exc}; every '
+                               f'member needs the same [coordination] '
+                               f'member_secret')
+        except exceptions.InvalidPayload as exc:
+            return _error(400, str(exc), exc.field)
+        try:
+            published = self.inspector.process(events, handed_over=True)
+        except exceptions.DeliveryError as exc:
+            LOG.error('Could not handle %d event(s) handed over by %s: %s',
+                      len(events), req.headers.get(forward.MEMBER_HEADER),
+                      exc)
+            return _error(503, f'could not handle the events ({exc}); '
+                               f'retry')
         return webob.Response(
             status=200,
             json_body={'events': [e.message_id for e in events],

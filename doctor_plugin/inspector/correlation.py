@@ -160,6 +160,19 @@ class HostStateTracker:
             if entry is not None:
                 self._cancel_hold(entry)
 
+    def retain(self, keep: typing.Callable[[str], bool]) -> None:
+        """Forget the hosts for which ``keep`` is false.
+
+        A member of a cluster forgets the hosts it no longer owns.
+        """
+        with self._lock:
+            gone = [host for host in self._hosts if not keep(host)]
+            for host in gone:
+                self._cancel_hold(self._hosts.pop(host))
+        if gone:
+            LOG.info('Forgot the state of %d host(s) this member no '
+                     'longer owns', len(gone))
+
     def _record_change(self, entry: _HostState, now: float) -> None:
         entry.changes.append(now)
         while entry.changes and now - entry.changes[0] > self._flap_window:

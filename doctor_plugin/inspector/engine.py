@@ -39,6 +39,9 @@ from doctor_plugin.common import activity as activity_mod
 from doctor_plugin.common import context as context_mod
 from doctor_plugin.common import profiler
 from doctor_plugin.common import urls
+from doctor_plugin.coordination import claims as claims_mod
+from doctor_plugin.coordination import cluster as cluster_mod
+from doctor_plugin.coordination import membership
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.inspector import correlation
@@ -128,6 +131,10 @@ class Inspector:
     :param activity: where the notification work is counted (defaults to
         the context's, which the alarm actions count in too)
     :param context: the service's context; the pipeline's by default
+    :param cluster: this process's part in a cluster of inspectors: it
+        handles only the hosts it owns, hands the others' reports to
+        their owners and claims each change in the shared database. By
+        default it works alone.
     """
 
     def __init__(self, conf: cfg.ConfigOpts,
@@ -136,7 +143,8 @@ class Inspector:
                  timeline: profiler.Timeline | None = None,
                  controller: Controller | None = None,
                  activity: activity_mod.Activity | None = None,
-                 context: context_mod.ServiceContext | None = None) -> None:
+                 context: context_mod.ServiceContext | None = None,
+                 cluster: cluster_mod.Cluster | None = None) -> None:
         self.conf = conf
         self.pipeline = pipeline
         #: Shared with the pipeline and the notifiers it loaded (the
@@ -154,23 +162,53 @@ class Inspector:
         #: Held while events are correlated, fanned out and published (and,
         #: by the alarm evaluator, while alarm actions run).
         self.activity = activity or self.context.activity
+        self.cluster = cluster or cluster_mod.Cluster(
+            membership.Standalone('inspector'))
 
-    def process(self, events: typing.Sequence[event_model.Event]
-                ) -> list[event_model.Event]:
+    def process(self, events: typing.Sequence[event_model.Event],
+                handed_over: bool = False) -> list[event_model.Event]:
         """Correlate ``events``, fan them out and publish the result.
 
-        :returns: the events published (after de-duplication and fan-out)
-        :raises DeliveryError: if a notifier of the pipeline failed; the
-            events are then not remembered, so a retried report goes out
+        In a cluster, the host events of hosts another member owns are
+        handed to it, and this returns once it published them.
+
+        :param handed_over: the events come from another member, which
+            found this one their owner: handle them here
+        :returns: the events this process published (after
+            de-duplication and fan-out)
+        :raises DeliveryError: if a notifier of the pipeline failed, or
+            the owner of a host could not take its events; the events are
+            then not remembered, so a retried report goes out
         """
-        with self.activity:
-            return self._process(events, correlate=True)
+        if not self.cluster.enabled:
+            with self.activity:
+                return self._process(events, correlate=True)
+        if handed_over:
+            self.cluster.require_lease()
+            with self.activity:
+                return self._process(events, correlate=True)
+        published: list[event_model.Event] = []
+
+        def handle(batch: list[event_model.Event]) -> None:
+            with self.activity:
+                published.extend(self._process(batch, correlate=True))
+        self.cluster.dispatch(events, handle)
+        return published
+
+    def owned_hosts_changed(self) -> None:
+        """Forget what is known of hosts this member no longer owns.
+
+        Their new owner handles them meanwhile; if they come back, the
+        shared database, not a stale memory, says what state they are in.
+        """
+        self.hosts.retain(self.cluster.membership.owns)
 
     def _process(self, events: typing.Sequence[event_model.Event],
                  correlate: bool) -> list[event_model.Event]:
         """:meth:`process`, holding :attr:`activity` (once)."""
         fresh: list[event_model.Event] = []
         seen: set[str] = set()
+        claimed: list[tuple[str, str, tuple[str, str] | None]] = []
         for ev in events:
             if ev.message_id in seen or ev.message_id in self._recent:
                 LOG.info('Ignoring repeated event %s', ev.message_id)
@@ -179,10 +217,25 @@ class Inspector:
             fault_id = ev.trait('monitor_event_id')
             self.timeline.mark(fault_id, 'T06')
             state = _HOST_STATES.get(ev.event_type)
-            if (correlate and state and ev.trait('host')
-                    and not self.hosts.admit(ev.trait('host'), state, ev,
+            host = ev.trait('host') if state else None
+            if (correlate and host
+                    and not self.hosts.admit(host, state, ev,
                                              _observed(ev))):
                 continue
+            if host and self.cluster.claims is not None:
+                try:
+                    outcome, previous = self.cluster.claim(
+                        host, state, ev.message_id)
+                except exceptions.DeliveryError:
+                    self.hosts.discard(host)
+                    self._release_claims(claimed)
+                    raise
+                if outcome != claims_mod.WON:
+                    LOG.info('Host %s: %s %s already handled in the '
+                             'cluster (%s)', host, ev.event_type,
+                             ev.message_id, outcome)
+                    continue
+                claimed.append((host, ev.message_id, previous))
             fresh.append(ev)
         fresh = [self._with_project(ev) for ev in fresh]
         out: list[event_model.Event] = []
@@ -201,7 +254,11 @@ class Inspector:
                 self.timeline.mark(ev.trait('monitor_event_id'), 'T02')
         if not out:
             return []
-        self._publish(out, fresh)
+        try:
+            self._publish(out, fresh)
+        except exceptions.DeliveryError:
+            self._release_claims(claimed)
+            raise
         # The tenants are told. The per-instance events follow in a batch
         # of their own: built, serialised and decoded by every listener,
         # one per VM, they would otherwise hold the tenants' alarms back.
@@ -227,6 +284,12 @@ class Inspector:
                     self.controller.handle(ev, affected.get(ev.message_id,
                                                             ()))
         return out
+
+    def _release_claims(self, claimed: typing.Iterable[
+            tuple[str, str, tuple[str, str] | None]]) -> None:
+        """Undo the claims of changes whose events did not go out."""
+        for host, event_id, previous in claimed:
+            self.cluster.release(host, event_id, previous)
 
     def _with_project(self, ev: event_model.Event) -> event_model.Event:
         """An instance event from a monitor (libvirt), with its project.

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from oslo_config import cfg
 from oslo_log import log as logging
 
@@ -22,6 +24,13 @@ from doctor_plugin.common import messaging
 from doctor_plugin.common import plugins
 from doctor_plugin.common import profiler
 from doctor_plugin.controller import fixup
+from doctor_plugin.coordination import claims as claims_mod
+from doctor_plugin.coordination import cluster as cluster_mod
+from doctor_plugin.coordination import forward
+from doctor_plugin.coordination import membership as membership_mod
+from doctor_plugin import delivery
+from doctor_plugin.delivery import outbox as outbox_mod
+from doctor_plugin.delivery import store as store_mod
 from doctor_plugin.inspector import api
 from doctor_plugin.inspector import engine
 from doctor_plugin.inspector import listener
@@ -128,7 +137,9 @@ class InspectorService:
             if conf.inspector.enable_notification_listener:
                 self.topology_listener = nova_topology.get_listener(
                     conf, self.topology_sync,
-                    conf.inspector.notification_topics, transport_url)
+                    conf.inspector.notification_topics, transport_url,
+                    member=(outbox_mod.owner_name(conf)
+                            if conf.coordination.backend_url else None))
                 self.broker_watch = messaging.BrokerWatch(
                     messaging.resolve_url(conf, transport_url),
                     self.topology_sync.request_resync,
@@ -139,9 +150,11 @@ class InspectorService:
             self.controller = fixup.NovaController(
                 conf, self.nova_client, publish=self.pipeline.publish,
                 timeline=timeline, context=context)
+        self.cluster, self.takeover = self._make_cluster(conf)
         self.engine = engine.Inspector(conf, self.pipeline, topology,
                                        timeline, self.controller,
-                                       context=context)
+                                       context=context,
+                                       cluster=self.cluster)
         if self.controller is not None:
             self.controller.yield_to(self.engine.activity.wait_idle)
         api_transformer = plugins.load_driver(
@@ -162,6 +175,61 @@ class InspectorService:
                 self.listener = listener.NotificationListener(
                     conf, self.engine, transformers, transport_url)
 
+    def _make_cluster(self, conf: cfg.ConfigOpts) -> tuple[
+            cluster_mod.Cluster, cluster_mod.Takeover | None]:
+        """This inspector's part in its cluster; alone without a backend."""
+        member_id = outbox_mod.owner_name(conf)
+        self.membership: (membership_mod.Membership
+                          | membership_mod.Standalone)
+        self._outbox = None
+        self._store: store_mod.DeliveryStore | None = None
+        if not conf.coordination.backend_url:
+            self.membership = membership_mod.Standalone(member_id)
+            return cluster_mod.Cluster(self.membership), None
+        me = membership_mod.Member(member_id)
+        forwarder = forward.Forwarder(conf, me)
+        self.membership = membership_mod.Membership(
+            conf, f'{conf.coordination.group}.inspector', me,
+            on_change=self._group_changed)
+        self._outbox = delivery.get_outbox(conf)
+        self._store = (self._outbox.store if self._outbox is not None
+                       else store_mod.DeliveryStore(conf.delivery.connection))
+        if self._store.engine.dialect.name == 'sqlite':
+            LOG.warning('[coordination] backend_url is set but [delivery] '
+                        'connection is SQLite: only members on this machine '
+                        'share it, so a survivor elsewhere cannot take over '
+                        'the deliveries of a member that died. Point every '
+                        'member at one database server.')
+        claims = claims_mod.HostClaims(
+            self._store, member_id, conf.inspector.host_report_window)
+        cluster = cluster_mod.Cluster(
+            self.membership, claims, forwarder, engine.HOST_EVENT_TYPES,
+            conf.coordination.forward_timeout)
+        takeover = cluster_mod.Takeover(
+            self.membership, self._store,
+            ':' + member_id.rsplit(':', 1)[-1],
+            self._outbox.resume if self._outbox is not None
+            else (lambda: None))
+        return cluster, takeover
+
+    def _group_changed(self, view: membership_mod.View, left: frozenset,
+                       joined: frozenset) -> None:
+        self.engine.owned_hosts_changed()
+        if self.takeover is not None:
+            self.takeover.trigger()
+
+    def advertised_url(self) -> str:
+        """Where the other members reach this inspector's API."""
+        given = self.conf.coordination.advertise_url
+        if given:
+            return given.rstrip('/')
+        url = self.server.url
+        host = self.conf.inspector.host
+        if host in ('0.0.0.0', '::', ''):
+            port = url.rsplit(':', 1)[1]
+            return f'http://{socket.getfqdn()}:{port}'
+        return url
+
     @property
     def url(self) -> str:
         """Base URL of the running API."""
@@ -175,9 +243,17 @@ class InspectorService:
             self.topology_sync.start()
             if self.broker_watch is not None:
                 self.broker_watch.start()
+        self.server.start()
+        if isinstance(self.membership, membership_mod.Membership):
+            self.membership.me = membership_mod.Member(
+                self.membership.member_id, self.advertised_url())
+            self.membership.start()
+            if self.takeover is not None:
+                self.takeover.start()
+                self.takeover.trigger()
+        # Take reports from the bus once reports can be handed over.
         if self.listener is not None:
             self.listener.start()
-        self.server.start()
         LOG.info('Inspector API listening on %s', self.url)
         return self
 
@@ -186,9 +262,13 @@ class InspectorService:
         self.pipeline.reload()
 
     def stop(self) -> None:
-        self.server.stop()
         if self.listener is not None:
             self.listener.stop()
+        # Leave first: the others take our hosts while we finish.
+        self.membership.stop()
+        if self.takeover is not None:
+            self.takeover.stop()
+        self.server.stop()
         if self.topology_listener is not None:
             self.topology_listener.stop()
             self.topology_listener.wait()
@@ -201,5 +281,9 @@ class InspectorService:
             self.controller.close()
         if self.nova_client is not None:
             self.nova_client.close()
+        self.cluster.close()
         self.pipeline.close()
+        delivery.release(self._outbox)
+        if self._store is not None and self._outbox is None:
+            self._store.close()
         self.context.close()

@@ -518,14 +518,19 @@ class NovaTopologySync:
                 failures = 0
 
 
-def default_pool() -> str:
-    """The listener pool of this inspector's instance notifications."""
-    return f'doctor-inspector-topology-{socket.gethostname()}'
+def default_pool(member: str | None = None) -> str:
+    """The listener pool of this inspector's instance notifications.
+
+    :param member: in a cluster, this member's id: several members may
+        run on one host, and each needs every notification
+    """
+    return f'doctor-inspector-topology-{member or socket.gethostname()}'
 
 
 def get_listener(conf: cfg.ConfigOpts, sync: NovaTopologySync,
                  topics: typing.Iterable[str] = ('versioned_notifications',),
-                 transport_url: str | None = None
+                 transport_url: str | None = None,
+                 member: str | None = None
                  ) -> oslo_messaging.MessageHandlingServer:
     """A listener feeding Nova's instance notifications to ``sync``.
 
@@ -536,4 +541,5 @@ def get_listener(conf: cfg.ConfigOpts, sync: NovaTopologySync,
     transport = messaging.get_transport(conf, transport_url)
     return messaging.get_listener(
         transport, topics, [sync.endpoint],
-        pool=conf.inspector.topology_notification_pool or default_pool())
+        pool=(conf.inspector.topology_notification_pool
+              or default_pool(member)))
