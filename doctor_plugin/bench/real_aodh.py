@@ -150,6 +150,6 @@ class AodhInProcess:
             svc.terminate()
         self._services = []
         broker.delete_queues(
-            self.conf, self.transport_url,
+            self.transport_url,
             broker.listener_queue_names([self.event_topic,
                                          self.notifier_topic]))

@@ -82,7 +82,7 @@ def measure_bus_hop(transport_url: str, trials: int,
         listener.stop()
         listener.wait()
         messaging.cleanup()
-        broker.delete_queues(conf, transport_url,
+        broker.delete_queues(transport_url,
                              broker.listener_queue_names([topic]))
     return harness.latency_summary(samples)
 
@@ -365,7 +365,7 @@ def run_b6(options: harness.BenchOptions,
         aodh.stop()
         pipeline.close()
         receiver.stop()
-        broker.delete_queues(conf, options.transport_url,
+        broker.delete_queues(options.transport_url,
                              broker.listener_queue_names(
                                  [ours_topic, aodh_topic]))
     summary = harness.latency_summary(latencies['ours'])

@@ -88,7 +88,8 @@ class HostClaims:
             raise exceptions.DeliveryError(
                 f'could not claim the {state} report of host {host} in '
                 f'the shared database {urls.redact(self.url)}: '
-                f'{type(exc).__name__}: {exc.orig or exc}') from exc
+                f'{type(exc).__name__}: {getattr(exc, "orig", None) or exc}'
+            ) from exc
         raise exceptions.DeliveryError(
             f'the state of host {host} kept changing under this member '
             f'({_ROUNDS} tries); retry the report')

@@ -218,11 +218,11 @@ class Inspector:
             self.timeline.mark(fault_id, 'T06')
             state = _HOST_STATES.get(ev.event_type)
             host = ev.trait('host') if state else None
-            if (correlate and host
+            if (correlate and host and state
                     and not self.hosts.admit(host, state, ev,
                                              _observed(ev))):
                 continue
-            if host and self.cluster.claims is not None:
+            if host and state and self.cluster.claims is not None:
                 try:
                     outcome, previous = self.cluster.claim(
                         host, state, ev.message_id)

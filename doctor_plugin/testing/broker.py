@@ -57,8 +57,7 @@ def listener_queue_names(topics: typing.Iterable[str],
             for priority in PRIORITIES]
 
 
-def delete_queues(conf: cfg.ConfigOpts, url: str | None,
-                  names: typing.Iterable[str]) -> None:
+def delete_queues(url: str | None, names: typing.Iterable[str]) -> None:
     """Delete queues on the RabbitMQ broker of ``url``.
 
     Queues that are already gone are skipped. Other transports (``fake://``)

@@ -411,8 +411,7 @@ class Chain:
             queues += broker.listener_queue_names(
                 [self.settings.nova_topic])
         messaging.cleanup()
-        broker.delete_queues(self.conf, self.settings.transport_url,
-                             queues)
+        broker.delete_queues(self.settings.transport_url, queues)
 
 
 if __name__ == '__main__':
