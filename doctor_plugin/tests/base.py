@@ -14,6 +14,8 @@
 
 import os
 import socket
+import time
+import typing
 
 import fixtures
 from oslotest import base
@@ -27,6 +29,17 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         return sock.getsockname()[1]
+
+
+def wait_until(predicate: typing.Callable[[], typing.Any],
+               timeout: float = 1.0, interval: float = 0.005) -> bool:
+    """Poll ``predicate`` until it is true; whether it became true."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
 
 
 class TestCase(base.BaseTestCase):

@@ -89,14 +89,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(predicate: typing.Callable[[], bool],
-               timeout: float = 1.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.005)
-    return predicate()
+wait_until = test_base.wait_until
 
 
 class TCPMonitorTest(test_base.TestCase):
