@@ -17,29 +17,13 @@ fail under CI (``CI=true``), so that a broken environment is never
 mistaken for a green run.
 """
 
-import os
-import socket
-from urllib import parse as urlparse
 import uuid
 
 from doctor_plugin.common import messaging
+from doctor_plugin.testing import services
 from doctor_plugin.tests import base
 
-TRANSPORT_URL = os.environ.get('DOCTOR_PLUGIN_TEST_TRANSPORT_URL',
-                               'rabbit://guest:guest@127.0.0.1:5672/')
-
-
-def broker_problem(url: str = TRANSPORT_URL) -> str | None:
-    """Why the broker of ``url`` cannot be reached, or None if it can."""
-    parts = urlparse.urlsplit(url)
-    host, port = parts.hostname or '127.0.0.1', parts.port or 5672
-    try:
-        with socket.create_connection((host, port), timeout=2):
-            return None
-    except OSError as exc:
-        return (f'RabbitMQ is not reachable at {host}:{port} ({exc}); start '
-                f'it with "rabbitmq-server -detached" or set '
-                f'DOCTOR_PLUGIN_TEST_TRANSPORT_URL')
+TRANSPORT_URL = services.TRANSPORT_URL
 
 
 class FunctionalTestCase(base.TestCase):
@@ -47,6 +31,6 @@ class FunctionalTestCase(base.TestCase):
 
     def setUp(self) -> None:
         super().setUp()
-        self.require(broker_problem())
+        self.require(services.problem('RabbitMQ'))
         self.addCleanup(messaging.cleanup)
         self.run_id = uuid.uuid4().hex[:12]

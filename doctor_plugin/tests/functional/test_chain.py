@@ -131,8 +131,7 @@ class TestChainOverRabbit(base.FunctionalTestCase):
         topic = f'versioned_notifications.test-{self.run_id}'
         chain = self._chain(vms=6, tenants=2, nova_topic=topic)
         # Nova's notifier declares the queue it sends to.
-        self.addCleanup(broker.delete_queues, chain.conf,
-                        base.TRANSPORT_URL,
+        self.addCleanup(broker.delete_queues, base.TRANSPORT_URL,
                         broker.listener_queue_names([topic]))
         nova = oslo_messaging.Notifier(
             messaging.get_transport(chain.conf), publisher_id='nova-compute:'

@@ -25,15 +25,13 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 
 import fixtures
 import requests
-import sqlalchemy as sa
 
 from doctor_plugin.testing import broker
+from doctor_plugin.testing import services
 from doctor_plugin.tests.functional import base
-from doctor_plugin.tests.functional import test_delivery_database
 from doctor_plugin.tests.functional import test_services
 
 INSPECTORS = 2
@@ -55,7 +53,7 @@ class TestConcurrentStart(base.FunctionalTestCase):
         with open(os.path.join(self.dir, 'alarms.yaml'), 'w') as f:
             f.write('alarms: []\n')
         self.addCleanup(
-            broker.delete_queues, self.conf, base.TRANSPORT_URL,
+            broker.delete_queues, base.TRANSPORT_URL,
             broker.listener_queue_names([f'alarm.start-{self.run_id}'])
             + [f'doctor-inspector.start-{self.run_id}'])
 
@@ -191,21 +189,10 @@ event_topics = alarm.start-{self.run_id}
                 state_path, 'deliveries.sqlite'))
 
     def test_services_on_one_postgresql_database(self):
-        self.require(test_delivery_database.database_problem())
-        server = sa.engine.make_url(test_delivery_database.DATABASE_URL)
-        admin = sa.create_engine(server.set(database='postgres'),
-                                 isolation_level='AUTOCOMMIT')
-        self.addCleanup(admin.dispose)
+        self.require(services.problem('PostgreSQL'))
         for round_no in range(POSTGRESQL_ROUNDS):
-            name = f'doctor_start_{uuid.uuid4().hex[:12]}'
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'CREATE DATABASE {name}')
-            self.addCleanup(self.drop_database, admin, name)
-            url = server.set(database=name).render_as_string(
-                hide_password=False)
-            self.start_all(round_no, os.path.join(self.dir, 'state'), url)
-
-    def drop_database(self, admin, name):
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS {name} '
-                                 f'WITH (FORCE)')
+            database = services.FreshDatabase(
+                services.DATABASE_SERVER_URL, 'doctor_start').create()
+            self.addCleanup(database.drop)
+            self.start_all(round_no, os.path.join(self.dir, 'state'),
+                           database.url)

@@ -19,8 +19,6 @@ When it is unreachable the tests skip on a developer's machine and fail
 under CI, like the broker's.
 """
 
-import os
-import socket
 import uuid
 
 import sqlalchemy as sa
@@ -30,29 +28,17 @@ from doctor_plugin.delivery import store as store_mod
 from doctor_plugin import event as event_model
 from doctor_plugin import pipeline
 from doctor_plugin.testing import consumer
+from doctor_plugin.testing import services
 from doctor_plugin.tests import base
 
-DATABASE_URL = os.environ.get(
-    'DOCTOR_PLUGIN_TEST_DATABASE_URL',
-    'postgresql+psycopg2://postgres@127.0.0.1:5432/test')
-
-
-def database_problem() -> str | None:
-    url = sa.engine.make_url(DATABASE_URL)
-    try:
-        with socket.create_connection((url.host or '127.0.0.1',
-                                       url.port or 5432), timeout=2):
-            return None
-    except OSError as exc:
-        return (f'PostgreSQL is not reachable at {url.host}:{url.port} '
-                f'({exc}); start it or set DOCTOR_PLUGIN_TEST_DATABASE_URL')
+DATABASE_URL = services.DATABASE_SERVER_URL
 
 
 class TestSharedDatabase(base.TestCase):
 
     def setUp(self):
         super().setUp()
-        self.require(database_problem())
+        self.require(services.problem('PostgreSQL'))
         self.set_opts(group='notifier', webhook_max_retries=0)
         # A host of its own in the shared tables; its rows go at the end.
         self.owner = f'test-{uuid.uuid4().hex[:12]}'

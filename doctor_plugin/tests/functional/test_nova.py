@@ -78,8 +78,7 @@ class TestNovaChainOverRabbit(base.FunctionalTestCase):
         # The stand-in's notifier declares the queues of the topic it
         # sends to; the chain deletes only those of its own listeners.
         # (Cleanups run last first: these go after chain.stop.)
-        self.addCleanup(broker.delete_queues, chain.conf,
-                        base.TRANSPORT_URL,
+        self.addCleanup(broker.delete_queues, base.TRANSPORT_URL,
                         broker.listener_queue_names([topic]))
         # Read by the client and the controller at each call, so they
         # apply although the controller exists already.

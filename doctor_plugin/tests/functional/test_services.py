@@ -79,7 +79,7 @@ definitions_file = {self.dir}/alarms.yaml
 event_topics = {topic}
 """)
         self.addCleanup(
-            broker.delete_queues, self.conf, base.TRANSPORT_URL,
+            broker.delete_queues, base.TRANSPORT_URL,
             broker.listener_queue_names([topic])
             + [f'doctor-inspector.svc-{self.run_id}'])
 

@@ -86,7 +86,7 @@ class InteropTestCase(base.FunctionalTestCase):
                                                      topology=topo)
         service.start()
         self.addCleanup(service.stop)
-        self.addCleanup(broker.delete_queues, conf, base.TRANSPORT_URL,
+        self.addCleanup(broker.delete_queues, base.TRANSPORT_URL,
                         broker.listener_queue_names([self.event_topic]))
         return service
 
