@@ -249,6 +249,9 @@ class Membership:
             'socket_timeout': self.backend_timeout,
             'socket_connect_timeout': self.backend_timeout,
             'timeout': max(1, int(self.member_timeout)),
+            # Run each call in the membership thread: tooz's default pool
+            # thread adds nothing here and takes a second to stop.
+            'executor': 'synchronous',
         }
         given = netutils.urlsplit(self.url).params()
         for name in given:

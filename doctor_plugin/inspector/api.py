@@ -17,7 +17,8 @@
 ``doctor://`` Ceilometer publisher sends), ``POST /events/alertmanager``
 Prometheus Alertmanager's webhook, ``POST /events/collectd`` collectd's
 write_http notifications and ``POST /events/libvirt`` instance lifecycle
-events; ``GET /healthz`` answers a load balancer.
+events; ``GET /healthz`` answers a load balancer (503 from a member of a
+cluster that lost its coordination backend).
 
 Every other request is rate limited per client address (429), must be
 authenticated (401; :mod:`doctor_plugin.inspector.auth`) and allowed by
@@ -139,7 +140,7 @@ class InspectorAPI:
                 resp = _error(405, 'use GET on /healthz')
                 resp.allow = ('GET', 'HEAD')
                 return resp
-            return webob.Response(json_body={'status': 'ok'})
+            return self.health()
         if (req.path_info == forward.PATH
                 and self.inspector.cluster.forwarder is not None):
             # Members prove who they are by their signature, not a token.
@@ -152,6 +153,26 @@ class InspectorAPI:
             self._throttled.discard(source)
         # Through the strategy's middleware (Keystone's) to serve().
         return req.get_response(self._authenticated_app)
+
+    def health(self) -> webob.Response:
+        """``GET /healthz``: 200, or 503 for a member without a lease.
+
+        A member cut off from its coordination backend acts on no host
+        and refuses every report (503), so a load balancer should send
+        reports elsewhere; the counts (not the members' names, since no
+        token is needed here) let an operator compare the members' views.
+        """
+        membership = self.inspector.cluster.membership
+        if not membership.enabled:
+            return webob.Response(json_body={'status': 'ok'})
+        lease = membership.has_lease()
+        view = membership.view
+        return webob.Response(
+            status=200 if lease else 503,
+            json_body={'status': 'ok' if lease else 'no-lease',
+                       'coordination': {'lease': lease,
+                                        'members': len(view.members),
+                                        'version': view.version}})
 
     def _throttle(self, req: webob.Request, source: str,
                   wait: float) -> webob.Response:
