@@ -61,6 +61,7 @@ import requests
 import yaml
 
 from doctor_plugin.bench import harness
+from doctor_plugin.testing import childproc
 from doctor_plugin.testing import consumer as consumer_mod
 
 #: Inputs of a full R4 run (``--trials`` overrides).
@@ -165,8 +166,8 @@ webhook_timeout = 2.0
     def start(self) -> LiveInspector:
         self.consumer.start()
         self._log_file = open(self.log_path, 'w')
-        self.proc = harness.start_inspector(self.conf_file, self.url,
-                                            self._log_file)
+        self.proc = childproc.start_inspector(self.conf_file, self.url,
+                                              self._log_file)
         self.log(f'inspector up on {self.url} (log {self.log_path})')
         return self
 

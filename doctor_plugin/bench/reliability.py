@@ -58,6 +58,7 @@ from doctor_plugin.monitors import base as monitor_base
 from doctor_plugin.monitors import reporter as reporter_mod
 from doctor_plugin import opts
 from doctor_plugin.testing import broker
+from doctor_plugin.testing import childproc
 from doctor_plugin.testing import consumer as consumer_mod
 
 TENANTS = 10
@@ -241,7 +242,7 @@ webhook_timeout = 2.0
         log = open(os.path.join(
             self.dir, f'inspector-{len(self.log_files)}.log'), 'w')
         self.log_files.append(log)
-        self.proc = harness.start_inspector(
+        self.proc = childproc.start_inspector(
             self.conf_file, f'http://127.0.0.1:{self.port}', log)
 
     def kill_inspector(self) -> None:
@@ -263,7 +264,7 @@ webhook_timeout = 2.0
             log.close()
         try:
             broker.delete_queues(
-                cfg.ConfigOpts(), self.transport_url,
+                self.transport_url,
                 broker.listener_queue_names([self.topic]) + [self.pool])
             _delete_exchange(self.transport_url, self.exchange)
         except Exception as exc:

@@ -40,6 +40,7 @@ from sqlalchemy import exc as sa_exc
 from doctor_plugin.bench import harness
 from doctor_plugin.common import urls
 from doctor_plugin import exceptions
+from doctor_plugin.testing import childproc
 
 S1_TRIALS = 20
 S1_LISTENERS = 2
@@ -182,7 +183,7 @@ class _Trial:
 
 
 def _last_line(path: str) -> str:
-    lines = harness.log_tail(path, 5).strip().splitlines()
+    lines = childproc.log_tail(path, 5).strip().splitlines()
     return lines[-1] if lines else '(empty log)'
 
 

@@ -31,7 +31,12 @@ import select
 import shutil
 import subprocess
 import sys
+import time
 import typing
+
+import requests
+
+from doctor_plugin import exceptions
 
 
 #: Runs a module the way our commands run: with oslo.service's threading
@@ -137,3 +142,41 @@ class ChildServer:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self.proc = None
+
+
+def start_inspector(conf_file: str, url: str, log: typing.IO
+                    ) -> subprocess.Popen:
+    """Run ``doctor-plugin-inspector`` on ``conf_file``, as deployed.
+
+    Its output goes to ``log``; returns once ``GET url/healthz`` answers.
+
+    :raises DoctorPluginError: if it exits or does not answer in 60 s,
+        with the end of its log
+    """
+    proc = subprocess.Popen(
+        [sys.executable, '-c', 'import sys; from doctor_plugin.cmd import '
+         'inspector; sys.exit(inspector.main())', '--config-file',
+         conf_file], stdout=log, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL)
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise exceptions.DoctorPluginError(
+                f'the inspector exited with {proc.returncode} at start: '
+                f'{log_tail(log.name)}')
+        try:
+            if requests.get(f'{url}/healthz', timeout=1).ok:
+                return proc
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    proc.wait(5)
+    raise exceptions.DoctorPluginError(
+        f'the inspector did not answer within 60 s: {log_tail(log.name)}')
+
+
+def log_tail(path: str, lines: int = 20) -> str:
+    """The last ``lines`` lines of a service's log."""
+    with open(path, errors='replace') as f:
+        return ''.join(f.readlines()[-lines:]) or '(empty log)'

@@ -147,6 +147,29 @@ class NovaStandIn(api.NovaAPI, notifications.NovaNotifications):
         if thread is not None:
             thread.join(5)
 
+    def force_downs(self) -> collections.Counter[str]:
+        """How many accepted requests forced each host's service down.
+
+        Both forms count: ``PUT /os-services/{id}`` (2.53 and later) and
+        ``PUT /os-services/force-down`` (before).
+        """
+        with self._lock:
+            host_of = {record['uuid']: record['host']
+                       for record in self._services.values()}
+            counts: collections.Counter[str] = collections.Counter()
+            for call in self.calls:
+                body = call.body if isinstance(call.body, dict) else {}
+                if (call.method != 'PUT' or call.status != 200
+                        or body.get('forced_down') is not True
+                        or not call.path.startswith('/v2.1/os-services/')):
+                    continue
+                tail = call.path.rsplit('/', 1)[1]
+                host = body.get('host') if tail == 'force-down' else (
+                    host_of.get(tail))
+                if host:
+                    counts[str(host)] += 1
+            return counts
+
     # -- fault injection ---------------------------------------------------
 
     def set_latency(self, seconds: float) -> None:
