@@ -69,6 +69,10 @@ class DeliveryError(DoctorPluginError):
     """A notifier could not deliver a batch of events."""
 
 
+class CoordinationError(DoctorPluginError):
+    """The coordination backend could not be reached or read."""
+
+
 class NovaError(DoctorPluginError):
     """Nova could not be reached or refused a controller call."""
 

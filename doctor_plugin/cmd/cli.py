@@ -14,7 +14,8 @@
 
 Sub-commands: ``demo`` (the whole Doctor chain on one machine), ``bench``
 (the benchmark harness), ``list-plugins``, ``validate-config`` and
-``deliveries`` (``list``, ``retry``, ``rejected``: the delivery database).
+``deliveries`` (``list``, ``retry``, ``rejected``: the delivery database)
+and ``status`` (the cluster's members, host owners and pending deliveries).
 
 The demo and the bench stand on test doubles (:mod:`doctor_plugin.testing`)
 and on the bench's own requirements: their modules are imported by their
@@ -167,7 +168,33 @@ def build_parser() -> argparse.ArgumentParser:
                         help='list bus messages rejected as malformed')
     q.add_argument('--limit', type=_positive_int, default=100,
                    help='at most this many (default 100)')
+    p = sub.add_parser(
+        'status',
+        help='show the cluster: members, the owner of each host, and the '
+             'deliveries pending per owner',
+        description='Read the [coordination] backend (without joining), '
+                    "each inspector's /healthz and the [delivery] "
+                    'connection database of the configuration '
+                    '(oslo.config options such as --config-file follow).')
+    p.add_argument('--json', action='store_true',
+                   help='print one JSON object')
     return parser
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from doctor_plugin.coordination import status
+
+    conf = service.prepare_service(args.oslo_args, f'{PROG} status')
+    hosts: list[str] = []
+    if conf.inspector.topology_file:
+        hosts = topology_mod.HostTopology.from_file(
+            conf.inspector.topology_file).hosts
+    found = status.gather(conf, hosts)
+    if args.json:
+        print(json.dumps(found, sort_keys=True))
+    else:
+        print('\n'.join(status.render(found)))
+    return 0
 
 
 def cmd_deliveries(args: argparse.Namespace) -> int:
@@ -356,6 +383,7 @@ COMMANDS = {
     'list-plugins': cmd_list_plugins,
     'validate-config': cmd_validate_config,
     'deliveries': cmd_deliveries,
+    'status': cmd_status,
 }
 
 
@@ -383,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     argv, oslo_args = _split_oslo_args(argv)
     args, extra = parser.parse_known_args(argv)
-    if args.command in ('validate-config', 'deliveries'):
+    if args.command in ('validate-config', 'deliveries', 'status'):
         # The rest is oslo.config's.
         args.oslo_args = oslo_args + extra
     elif oslo_args:

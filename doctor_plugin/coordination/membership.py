@@ -81,6 +81,15 @@ class View:
     #: Counts the changes this process saw.
     version: int
 
+    @classmethod
+    def of(cls, members: dict[str, Member], version: int = 0) -> View:
+        """The view of ``members``, with the ring every member builds."""
+        from tooz import hashring
+
+        ring = hashring.HashRing(
+            [m.encode('utf-8') for m in members]) if members else None
+        return cls(members, ring, version)
+
     def owner_id(self, key: str) -> str | None:
         if self.ring is None:
             return None
@@ -90,6 +99,63 @@ class View:
 
 #: Called with (view, left member ids, joined member ids).
 ChangeCallback = typing.Callable[[View, frozenset, frozenset], None]
+
+
+def make_coordinator(url: str, member_id: str, member_timeout: float,
+                     backend_timeout: float
+                     ) -> tooz_coordination.CoordinationDriver:
+    """A tooz coordinator for ``url``, not started.
+
+    :raises ConfigurationError: if tooz has no driver for the URL, or the
+        driver's library is missing
+    """
+    from tooz import coordination as tooz_coordination
+
+    options: dict[str, typing.Any] = {
+        'membership_timeout': member_timeout,
+        # Redis: how long one command may take; etcd3 and ZooKeeper
+        # read 'timeout'.
+        'socket_timeout': backend_timeout,
+        'socket_connect_timeout': backend_timeout,
+        'timeout': max(1, int(member_timeout)),
+        # Run each call in the caller's thread: tooz's default pool
+        # thread adds nothing here and takes a second to stop.
+        'executor': 'synchronous',
+    }
+    for name in netutils.urlsplit(url).params():
+        options.pop(name, None)
+    try:
+        return tooz_coordination.get_coordinator(
+            url, member_id.encode('utf-8'), **options)
+    except Exception as exc:
+        raise exceptions.ConfigurationError(
+            '[coordination] backend_url', urls.redact(url),
+            f'cannot be used: {exc}; write e.g. redis://host:6379, '
+            f'etcd3+http://host:2379 or zookeeper://host:2181 and '
+            f'install the driver it needs') from None
+
+
+def read_group(coordinator: typing.Any, group: str,
+               timeout: float) -> dict[str, Member]:
+    """The members of ``group`` as the backend has them now ({} if none).
+
+    :param coordinator: a started tooz coordinator (it need not be a
+        member of the group)
+    """
+    from tooz import coordination as tooz_coordination
+
+    try:
+        found = coordinator.get_members_with_capabilities(
+            group.encode('utf-8')).get(timeout=timeout)
+    except tooz_coordination.GroupNotCreated:
+        return {}
+    return _decode_members(found)
+
+
+def _decode_members(found: typing.Mapping[bytes, typing.Any]
+                    ) -> dict[str, Member]:
+    return {m.decode('utf-8'): Member.from_capabilities(
+        m.decode('utf-8'), caps) for m, caps in found.items()}
 
 
 class Standalone:
@@ -240,31 +306,8 @@ class Membership:
         return self
 
     def _make_coordinator(self) -> tooz_coordination.CoordinationDriver:
-        from tooz import coordination as tooz_coordination
-
-        options: dict[str, typing.Any] = {
-            'membership_timeout': self.member_timeout,
-            # Redis: how long one command may take; etcd3 and ZooKeeper
-            # read 'timeout'.
-            'socket_timeout': self.backend_timeout,
-            'socket_connect_timeout': self.backend_timeout,
-            'timeout': max(1, int(self.member_timeout)),
-            # Run each call in the membership thread: tooz's default pool
-            # thread adds nothing here and takes a second to stop.
-            'executor': 'synchronous',
-        }
-        given = netutils.urlsplit(self.url).params()
-        for name in given:
-            options.pop(name, None)
-        try:
-            return tooz_coordination.get_coordinator(
-                self.url, self.member_id.encode('utf-8'), **options)
-        except Exception as exc:
-            raise exceptions.ConfigurationError(
-                '[coordination] backend_url', urls.redact(self.url),
-                f'cannot be used: {exc}; write e.g. redis://host:6379, '
-                f'etcd3+http://host:2379 or zookeeper://host:2181 and '
-                f'install the driver it needs') from None
+        return make_coordinator(self.url, self.member_id, self.member_timeout,
+                                self.backend_timeout)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -300,14 +343,14 @@ class Membership:
                         self.group)
             self._joined = False
             self._lease_until = 0.0
-            self._publish(self._members({}))
+            self._publish(_decode_members({}))
             return
         self._lease_until = started + self.member_timeout - self.lease_margin
         if self.last_error:
             LOG.info('Back in touch with the coordination backend at %s',
                      urls.redact(self.url))
             self.last_error = ''
-        self._publish(self._members(found))
+        self._publish(_decode_members(found))
 
     def _join(self, coordinator: typing.Any) -> None:
         from tooz import coordination as tooz_coordination
@@ -331,21 +374,11 @@ class Membership:
         LOG.info('Joined the coordination group %s as %s', self.group,
                  self.member_id)
 
-    @staticmethod
-    def _members(found: typing.Mapping[bytes, typing.Any]
-                 ) -> dict[str, Member]:
-        return {m.decode('utf-8'): Member.from_capabilities(
-            m.decode('utf-8'), caps) for m, caps in found.items()}
-
     def _publish(self, members: dict[str, Member]) -> None:
         old = self._view
         if members == old.members and old.version:
             return
-        from tooz import hashring
-
-        ring = hashring.HashRing(
-            [m.encode('utf-8') for m in members]) if members else None
-        view = View(members, ring, old.version + 1)
+        view = View.of(members, old.version + 1)
         with self._changed:
             self._view = view
             self._changed.notify_all()

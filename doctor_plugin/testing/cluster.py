@@ -334,13 +334,10 @@ class InspectorCluster:
 
     def group_members(self) -> set[str]:
         """The members of the group, as Redis has them now."""
-        from tooz import coordination
+        from doctor_plugin.coordination import membership
 
-        try:
-            return {m.decode() for m in self._coordinator().get_members(
-                f'{self.group}.inspector'.encode()).get(timeout=2)}
-        except coordination.GroupNotCreated:
-            return set()
+        return set(membership.read_group(
+            self._coordinator(), f'{self.group}.inspector', 2.0))
 
     def wait_group(self, size: int, timeout: float = 30.0,
                    without: typing.Collection[str] = ()) -> set[str]:
@@ -368,12 +365,11 @@ class InspectorCluster:
     def owner_of(self, host: str,
                  members: typing.Iterable[str] | None = None) -> Member:
         """The member the ring gives ``host`` to, as members compute it."""
-        from tooz import hashring
+        from doctor_plugin.coordination import membership
 
-        ids = sorted(members if members is not None
-                     else self.group_members())
-        ring = hashring.HashRing([i.encode() for i in ids])
-        owner = next(iter(ring.get_nodes(host.encode()))).decode()
+        ids = members if members is not None else self.group_members()
+        owner = membership.View.of(
+            {i: membership.Member(i) for i in ids}).owner_id(host)
         return next(m for m in self.members if m.id == owner)
 
     # Faults.

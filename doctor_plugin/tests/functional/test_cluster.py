@@ -20,10 +20,14 @@ one alarm id per fault whichever member a report reached, one force-down
 per host, and no member acting on a host it does not own.
 """
 
+import contextlib
+import io
+import json
 import time
 
 import sqlalchemy as sa
 
+from doctor_plugin.cmd import cli
 from doctor_plugin.delivery import store as store_mod
 from doctor_plugin.testing import cluster as cluster_mod
 from doctor_plugin.testing import services
@@ -74,6 +78,15 @@ class ClusterTestCase(base.TestCase):
         finally:
             engine.dispose()
 
+    def status(self):
+        """``doctor-plugin status --json`` with a member's configuration."""
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            rc = cli.main(['status', '--json', '--config-file',
+                           self.cluster.members[0].conf_file])
+        self.assertEqual(0, rc)
+        return json.loads(out.getvalue())
+
     def assert_told_once(self, hosts):
         self.assertTrue(self.cluster.alarms.wait_hosts(hosts, 20),
                         f'no alarm for {set(hosts) - self.alarmed()}')
@@ -111,6 +124,18 @@ class TestPartitioning(ClusterTestCase):
             self.assertEqual(owners[host].id, owner,
                              f'{host} was claimed by a member that does '
                              f'not own it')
+        # The operator's view says the same.
+        status = self.status()
+        self.assertEqual(sorted(ids), [
+            m['id'] for m in status['members']['inspector']])
+        for m in status['members']['inspector']:
+            self.assertEqual((True, self.members),
+                             (m['health']['lease'], m['health']['members']))
+        for host in hosts:
+            self.assertEqual((owners[host].id, 'down', owners[host].id),
+                             (status['hosts'][host]['owner'],
+                              status['hosts'][host]['state'],
+                              status['hosts'][host]['claimed_by']))
 
     def test_a_retried_report_is_deduplicated_across_members(self):
         host = self.cluster.hosts[0]
