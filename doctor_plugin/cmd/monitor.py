@@ -13,8 +13,8 @@
 """``doctor-plugin-monitor``: run one monitor plugin until told to stop.
 
 The monitor named by ``[monitor] driver`` watches hosts and reports each
-state change to the inspector at ``[monitor] inspector_url``. SIGTERM or
-SIGINT stops it cleanly.
+state change to the inspector at ``[monitor] inspector_url`` (one of them,
+for a cluster). SIGTERM or SIGINT stops it cleanly.
 """
 
 from __future__ import annotations
@@ -47,7 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     """
     conf = service.prepare_service(argv, 'doctor-plugin-monitor')
 
-    reporter = reporter_mod.make_reporter(conf)
+    try:
+        # A bad [monitor] inspector_url is refused here.
+        reporter = reporter_mod.make_reporter(conf)
+    except exceptions.ConfigurationError as exc:
+        print(f'doctor-plugin-monitor: {exc}', file=sys.stderr)
+        return EXIT_CONFIG_ERROR
     try:
         monitor = plugins.load_driver(plugins.MONITORS_NAMESPACE,
                                       conf.monitor.driver, conf, reporter)
@@ -68,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     previous = {signum: signal.signal(signum, request_stop)
                 for signum in (signal.SIGTERM, signal.SIGINT)}
     LOG.info('Monitor %(driver)s started; reporting to %(url)s',
-             {'driver': conf.monitor.driver, 'url': reporter.url})
+             {'driver': conf.monitor.driver,
+              'url': (', '.join(reporter.urls)
+                      if isinstance(reporter, reporter_mod.InspectorReporter)
+                      else reporter.url)})
     try:
         monitor.run(stop)
     finally:

@@ -81,9 +81,9 @@ def inspector_reporter(parsed: urlparse.SplitResult, default_path: str,
         raise exceptions.ConfigurationError(
             'doctor:// URL', url, f'scheme must be http or https, not '
                                   f'{scheme!r}')
-    settings = reporter_mod.ReporterSettings(url=urlparse.urlunsplit(
+    settings = reporter_mod.ReporterSettings(urls=(urlparse.urlunsplit(
         (scheme, parsed.netloc, parsed.path.rstrip('/') or default_path,
-         '', '')))
+         '', '')),))
     # Checked as the [monitor] options they stand for (numbers, in range).
     types = {opt.dest: opt.type for opt in reporter_mod.OPTS}
     try:

@@ -26,6 +26,11 @@ adapters), on the path Doctor's notification time is measured on.
 Environment proxy settings are not used: a fault report must not depend
 on a proxy being up. Retries are :func:`doctor_plugin.common.retry.call`'s,
 with a 429's Retry-After as the least wait.
+
+The inspectors may run active/active as a cluster, any member taking a
+report and handing it to the host's owner: ``[monitor] inspector_url``
+then lists them all, and a report that one cannot take goes to the next
+(see :meth:`InspectorReporter.send` for how the attempts are shared).
 """
 
 from __future__ import annotations
@@ -54,11 +59,15 @@ LOG = logging.getLogger(__name__)
 GROUP = 'monitor'
 
 OPTS = [
-    cfg.StrOpt('inspector_url',
-               default='http://127.0.0.1:12345/events',
-               help='URL of the inspector\'s Doctor events API; fault '
-                    'reports are sent to it as PUT with a JSON list of '
-                    'Doctor events.'),
+    cfg.ListOpt('inspector_url',
+                default=['http://127.0.0.1:12345/events'],
+                help='URL of the inspector\'s Doctor events API; fault '
+                     'reports are sent to it as PUT with a JSON list of '
+                     'Doctor events. For a cluster of inspectors, list '
+                     'every member, separated by commas: a report goes to '
+                     'the one that took the last report, and to the next '
+                     'when it cannot be reached or answers 5xx or 429, '
+                     'within the same report_retries.'),
     cfg.StrOpt('inspector_secret',
                secret=True,
                help="The inspector's [inspector] shared_secret, sent in "
@@ -92,7 +101,10 @@ OPTS = [
                     'connection error, a timeout or a 5xx answer, with a '
                     'short backoff (50 ms, doubling), or a 429 answer, '
                     'after the Retry-After it gives (at most 1 s). Other '
-                    '4xx answers are not retried.'),
+                    '4xx answers are not retried. With several '
+                    'inspector_url, each retry goes to the next one, at '
+                    'once if it was not tried yet for this report, and '
+                    'every one is tried at least once.'),
 ]
 
 #: keystoneauth1's options for monitors that authenticate with Keystone
@@ -134,16 +146,53 @@ _HEADERS = {
 _DEFAULTS = {opt.dest: opt.default for opt in OPTS}
 
 
+def check_urls(urls: typing.Sequence[str]) -> tuple[str, ...]:
+    """``[monitor] inspector_url``'s URLs, checked.
+
+    :raises ConfigurationError: naming the option and the bad value, if
+        there is none or one is not an http(s) URL with a host
+    """
+    hint = ('write http://HOST:PORT/events, the inspector\'s API ([inspector] '
+            'host and port, 12345 by default), or for a cluster every '
+            'member\'s, separated by commas: http://ctl-1:12345/events,'
+            'http://ctl-2:12345/events')
+    if not urls:
+        raise exceptions.ConfigurationError(
+            f'[{GROUP}]', 'inspector_url', f'no inspector is set; {hint}')
+    for url in urls:
+        try:
+            parsed = urlparse.urlsplit(url)
+            # Raises ValueError for a port that is not a number (or not
+            # in 0-65535).
+            parsed.port
+        except ValueError as exc:
+            raise exceptions.ConfigurationError(
+                f'[{GROUP}]', 'inspector_url',
+                f'{url!r} is not a valid URL ({exc}); {hint}') from None
+        if parsed.scheme not in ('http', 'https'):
+            raise exceptions.ConfigurationError(
+                f'[{GROUP}]', 'inspector_url',
+                f'{url!r} is not an http or https URL; {hint}')
+        if not parsed.hostname:
+            raise exceptions.ConfigurationError(
+                f'[{GROUP}]', 'inspector_url',
+                f'{url!r} names no host; {hint}')
+    return tuple(urls)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class ReporterSettings:
     """Where and how an :class:`InspectorReporter` reports.
 
     The ``[monitor]`` options of the same names, for a reporter built
     without a configuration (an Aodh or Ceilometer plugin's doctor:// URL).
+
+    :raises ConfigurationError: if ``urls`` is empty or one is not an
+        http(s) URL with a host (:func:`check_urls`)
     """
 
-    #: ``[monitor] inspector_url``
-    url: str = _DEFAULTS['inspector_url']
+    #: ``[monitor] inspector_url``: the inspectors, in the order tried
+    urls: tuple[str, ...] = tuple(_DEFAULTS['inspector_url'])
     #: ``[monitor] report_timeout``, seconds
     timeout: float = _DEFAULTS['report_timeout']
     #: ``[monitor] report_retries``
@@ -151,11 +200,16 @@ class ReporterSettings:
     #: ``[monitor] inspector_secret``, sent in X-Auth-Token
     secret: str | None = None
 
+    def __post_init__(self) -> None:
+        # A list (from the option) would make the settings unhashable.
+        object.__setattr__(self, 'urls', check_urls(self.urls))
+
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts) -> ReporterSettings:
         """The settings of ``conf``'s ``[monitor]`` options."""
         group = conf.monitor
-        return cls(url=group.inspector_url, timeout=group.report_timeout,
+        return cls(urls=tuple(group.inspector_url),
+                   timeout=group.report_timeout,
                    retries=group.report_retries,
                    secret=group.inspector_secret or None)
 
@@ -167,10 +221,15 @@ class InspectorReporter:
     change. Calls are serialised; a monitor calls it from one worker thread
     so that a slow inspector never delays probing.
 
+    With several inspectors (a cluster) a report goes to the one that took
+    the last report, whose kept-alive connection is warm, and moves on to
+    the next only when that one fails (:meth:`send`).
+
     :param conf: configuration with the ``[monitor]`` options of this module
         (and ``[monitor_auth]`` for Keystone tokens); None with ``settings``
     :param settings: the reporter's settings, given explicitly instead of
         read from ``conf`` (no Keystone then)
+    :raises ConfigurationError: for a bad ``[monitor] inspector_url``
     """
 
     def __init__(self, conf: cfg.ConfigOpts | None = None, *,
@@ -179,7 +238,11 @@ class InspectorReporter:
             if conf is None:
                 raise TypeError('InspectorReporter needs conf or settings')
             settings = ReporterSettings.from_conf(conf)
-        self.url: str = settings.url
+        #: The inspectors, in the order they are tried.
+        self.urls: tuple[str, ...] = settings.urls
+        #: The index in :attr:`urls` of the inspector that took the last
+        #: report (or is tried first for the next).
+        self._current = 0
         self.timeout: float = settings.timeout
         self.retries: int = settings.retries
         self._headers = dict(_HEADERS)
@@ -192,6 +255,11 @@ class InspectorReporter:
         #: One client per inspector (scheme and host:port).
         self._clients: dict[tuple[str, str], http.Client] = {}
         self._lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        """The inspector the next report goes to first."""
+        return self.urls[self._current]
 
     def __call__(self, report: base.FaultReport) -> None:
         """Send ``report`` to the inspector.
@@ -208,16 +276,44 @@ class InspectorReporter:
              url: str | None = None) -> None:
         """PUT ``body`` (JSON) to the inspector, retrying as configured.
 
+        With several ``[monitor] inspector_url`` the attempts are shared
+        between them, not multiplied: an attempt that fails with a
+        connection error, a timeout, a 5xx or a 429 makes the next
+        attempt go to the next inspector of the list (around again after
+        the last). There are ``report_retries + 1`` attempts, as with one
+        inspector, or as many as there are inspectors if that is more, so
+        that each is tried once: the worst case, every inspector timing
+        out, takes no longer than with one inspector (or one timeout per
+        inspector, when more are listed than there are attempts), and a
+        report is never given up while an inspector of the list was not
+        tried. Retrying every inspector ``report_retries`` times would
+        multiply how long a monitor blocks on a report by the size of
+        the cluster; and when several members fail alike, the cluster,
+        not one member, is in trouble, which more attempts do not fix.
+
+        A failure says nothing of another member, so the first attempt to
+        an inspector not yet tried for this report goes at once; going
+        back to one already tried waits the usual backoff (or the
+        Retry-After). A 4xx other than 429 would fail on every member (a
+        bad report, a bad token) and is raised at once; a 401 with
+        Keystone is retried on the same inspector with a new token.
+
+        The inspector that took the report is tried first for the next
+        one: its connection is kept alive.
+
         :param what: what is reported, for logs and errors
             ("host compute-1 down")
         :param detail: added to the success log line
         :param url: another path of the inspector API than
-            ``[monitor] inspector_url``
+            ``[monitor] inspector_url``, sent to that one URL only
         :raises doctor_plugin.exceptions.DeliveryError: as :meth:`__call__`
         """
         data = json.dumps(body).encode('utf-8')
         with self._lock:
-            self._send(data, what, detail, url or self.url)
+            if url:
+                self._send(data, what, detail, (url,), sticky=False)
+            else:
+                self._send(data, what, detail, self.urls, sticky=True)
 
     def _client(self, url: str) -> http.Client:
         parsed = urlparse.urlsplit(url)
@@ -233,22 +329,49 @@ class InspectorReporter:
                 pool_size=1, use_proxy=False)
         return client
 
-    def _send(self, data: bytes, what: str, detail: str, url: str) -> None:
-        attempts = self.retries + 1
-        client = self._client(url)
-        uri = urlparse.urlunsplit(
-            ('', '', urlparse.urlsplit(url).path or '/',
-             urlparse.urlsplit(url).query, ''))
-        counter = iter(range(1, attempts + 1))
+    def _send(self, data: bytes, what: str, detail: str,
+              urls: tuple[str, ...], sticky: bool) -> None:
+        """Send ``data`` to one of ``urls``, as :meth:`send` says.
 
-        def warn(attempt: int, error: str, where: str = '') -> None:
+        :param sticky: whether ``urls`` are :attr:`urls`, tried from the
+            one that took the last report on (else from the first)
+        """
+        attempts = max(self.retries + 1, len(urls))
+        counter = iter(range(1, attempts + 1))
+        #: The index of the inspector the next attempt goes to.
+        current = self._current if sticky else 0
+        #: The inspectors an attempt went to, for the waits.
+        tried: set[int] = set()
+
+        def warn(attempt: int, error: str, where: str = '',
+                 then: str = '') -> None:
             LOG.warning('Attempt %(attempt)d/%(attempts)d to report '
-                        '%(what)s%(where)s failed: %(error)s',
+                        '%(what)s%(where)s failed: %(error)s%(then)s',
                         {'attempt': attempt, 'attempts': attempts,
-                         'what': what, 'where': where, 'error': error})
+                         'what': what, 'where': where, 'error': error,
+                         'then': then})
+
+        def fail_over(number: int, url: str, error: str,
+                      retry_after: float = 0.0) -> _Failed:
+            # The next attempt goes to the next inspector.
+            nonlocal current
+            current = (current + 1) % len(urls)
+            if sticky:
+                self._current = current
+            then = ''
+            if number < attempts and len(urls) > 1:
+                then = f'; trying {urls[current]} next'
+            warn(number, error, f' to {url}', then)
+            return _Failed(error, retry_after)
 
         def attempt() -> None:
             number = next(counter)
+            url = urls[current]
+            tried.add(current)
+            client = self._client(url)
+            split = urlparse.urlsplit(url)
+            uri = urlparse.urlunsplit(('', '', split.path or '/',
+                                       split.query, ''))
             started = time.monotonic()
             headers = self._headers
             if self._keystone is not None:
@@ -263,9 +386,8 @@ class InspectorReporter:
             try:
                 response = client.request('PUT', data, headers, uri)
             except http.HTTPError as exc:
-                error = http.describe(exc, self.timeout)
-                warn(number, error, f' to {url}')
-                raise _Failed(error) from None
+                raise fail_over(number, url,
+                                http.describe(exc, self.timeout)) from None
             if response.status < 300:
                 LOG.info('Reported %(what)s%(detail)s to %(url)s in '
                          '%(ms).1f ms',
@@ -274,11 +396,14 @@ class InspectorReporter:
                 return
             error = _error_body(response)
             if response.status == 401 and self._keystone is not None:
-                # Revoked or expired early: the next attempt gets a new
-                # token.
+                # Revoked or expired early: the next attempt, to the same
+                # inspector (Keystone's token is the same for all), gets a
+                # new token.
                 self._keystone.invalidate()
                 raise _Failed(f'HTTP 401: {error}')
             if response.status < 500 and response.status != 429:
+                # A bad report or a bad token: every inspector would
+                # refuse it too.
                 LOG.error('The inspector at %(url)s rejected the report of '
                           '%(what)s: HTTP %(code)d %(error)s',
                           {'url': url, 'what': what,
@@ -286,10 +411,14 @@ class InspectorReporter:
                 raise exceptions.DeliveryError(
                     f'the inspector at {url} rejected the report of '
                     f'{what} with HTTP {response.status}: {error}')
-            failure = _Failed(f'HTTP {response.status}: {error}',
-                              _retry_after(response))
-            warn(number, str(failure), f' to {url}')
-            raise failure
+            raise fail_over(number, url, f'HTTP {response.status}: {error}',
+                            _retry_after(response))
+
+        def pause(delay: float) -> None:
+            # Another inspector than those that failed is worth trying at
+            # once; one that failed already gets the backoff.
+            if current in tried:
+                time.sleep(delay)
 
         try:
             retry.call(attempt, backoff=BACKOFF,
@@ -297,10 +426,13 @@ class InspectorReporter:
                        attempts=attempts,
                        # An inspector that limits our rate (429) says how
                        # long.
-                       wait_hint=lambda exc: getattr(exc, 'retry_after', 0.0))
+                       wait_hint=lambda exc: getattr(exc, 'retry_after', 0.0),
+                       sleep=pause)
         except _Failed as exc:
+            where = (f'the inspector at {urls[0]}' if len(urls) == 1
+                     else f'any of the inspectors at {", ".join(urls)}')
             raise exceptions.DeliveryError(
-                f'could not report {what} to the inspector at {url} after '
+                f'could not report {what} to {where} after '
                 f'{attempts} attempt(s); last error: {exc}. Check that '
                 f'doctor-plugin-inspector is running and reachable, and '
                 f'that [monitor] inspector_url points at its events API.'
