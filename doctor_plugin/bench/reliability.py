@@ -76,7 +76,7 @@ R3_CONSUMER_DELAY = 0.05
 SETTLE_TIMEOUT = 180.0
 
 
-def _free_port() -> int:
+def free_port() -> int:
     import socket
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
@@ -156,8 +156,8 @@ class Chain:
         self.topic = f'doctor-rel-{self.run_id}'
         self.pool = f'{self.topic}-inspector'
         self.exchange = f'doctor-rel-{self.run_id}'
-        self.port = _free_port()
-        self.consumer_port = consumer_port or _free_port()
+        self.port = free_port()
+        self.consumer_port = consumer_port or free_port()
         self.counter = Counter()
         self.consumer: consumer_mod.ConsumerServer | None = None
         self.proc: subprocess.Popen | None = None
@@ -266,7 +266,7 @@ webhook_timeout = 2.0
             broker.delete_queues(
                 self.transport_url,
                 broker.listener_queue_names([self.topic]) + [self.pool])
-            _delete_exchange(self.transport_url, self.exchange)
+            delete_exchange(self.transport_url, self.exchange)
         except Exception as exc:
             self.log(f'could not clean the broker up: {exc}')
         messaging.cleanup()
@@ -320,7 +320,7 @@ class BusSender:
                 time.sleep(ahead)
 
 
-def _delete_exchange(url: str, name: str) -> None:
+def delete_exchange(url: str, name: str) -> None:
     if not url.startswith('rabbit'):
         return
     with broker.broker_connection(url) as conn:

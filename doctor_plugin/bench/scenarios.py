@@ -30,6 +30,7 @@ from doctor_plugin.bench import memory
 from doctor_plugin.bench import poison
 from doctor_plugin.bench import reliability
 from doctor_plugin.bench import startup
+from doctor_plugin.bench import throughput
 from doctor_plugin.common import messaging
 from doctor_plugin.common import profiler
 from doctor_plugin.controller import fixup
@@ -393,8 +394,10 @@ SCENARIOS: dict[str, typing.Callable[..., harness.ScenarioResult]] = {
     'B2': detection.run_b2,
     'B3': run_b3,
     'B4': run_b4,
+    'B5': throughput.run_b5,
     'B6': run_b6,
     'B7': memory.run_b7,
+    'B8': throughput.run_b8,
     'R1': reliability.run_r1,
     'R2': reliability.run_r2,
     'R3': reliability.run_r3,

@@ -396,8 +396,8 @@ class ConsumerProcess(AlarmLog):
     """
 
     def __init__(self, on_alarm: typing.Callable[[ReceivedAlarm], None]
-                 | None = None) -> None:
-        super().__init__(on_alarm)
+                 | None = None, keep: bool = True) -> None:
+        super().__init__(on_alarm, keep)
         self._child = childproc.ChildServer('doctor_plugin.testing.consumer',
                                             what='the consumer process')
         self._reader: threading.Thread | None = None
@@ -409,6 +409,12 @@ class ConsumerProcess(AlarmLog):
                                         name='doctor-consumer-reader')
         self._reader.start()
         return self
+
+    @property
+    def pid(self) -> int | None:
+        """The process's id while it runs (for its CPU use)."""
+        proc = self._child.proc
+        return proc.pid if proc is not None else None
 
     def _read(self) -> None:
         for data in self._child.lines():
