@@ -24,6 +24,7 @@ import uuid
 
 import oslo_messaging
 
+from doctor_plugin.bench import cluster
 from doctor_plugin.bench import detection
 from doctor_plugin.bench import harness
 from doctor_plugin.bench import memory
@@ -391,6 +392,7 @@ def run_b6(options: harness.BenchOptions,
 SCENARIOS: dict[str, typing.Callable[..., harness.ScenarioResult]] = {
     'B1': run_b1,
     'B1-bus': run_b1_bus,
+    'B1-cluster': cluster.run_b1_cluster,
     'B2': detection.run_b2,
     'B3': run_b3,
     'B4': run_b4,
@@ -402,6 +404,8 @@ SCENARIOS: dict[str, typing.Callable[..., harness.ScenarioResult]] = {
     'R2': reliability.run_r2,
     'R3': reliability.run_r3,
     'R4': poison.run_r4,
+    'R5': cluster.run_r5,
+    'R6': cluster.run_r6,
     'S1': startup.run_s1,
 }
 

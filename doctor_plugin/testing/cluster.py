@@ -65,17 +65,32 @@ class Alarms:
         self.lock = threading.Condition()
         #: host -> event ids its alarms arrived under
         self.ids_of_host: dict[str, set[str]] = collections.defaultdict(set)
+        #: (host, the tenant's webhook path) -> event ids it arrived under
+        self.ids_of: dict[tuple[str, str], set[str]] = (
+            collections.defaultdict(set))
         #: host -> when its first alarm arrived (time.time())
         self.first_at: dict[str, float] = {}
+        #: host -> when its latest alarm arrived, and how many did
+        self.last_at: dict[str, float] = {}
+        self.count_of_host: collections.Counter[str] = collections.Counter()
         self.deliveries = 0
+        #: Deliveries a tenant had already had (same host, same event id).
+        self.duplicates = 0
 
     def __call__(self, alarm: consumer_mod.ReceivedAlarm) -> None:
         host = alarm.trait('host') or ''
         event_id = alarm.headers.get('X-Doctor-Event-Id', '')
         with self.lock:
             self.deliveries += 1
+            now = time.time()
             self.ids_of_host[host].add(event_id)
-            self.first_at.setdefault(host, time.time())
+            key = (host, alarm.path)
+            if event_id in self.ids_of[key]:
+                self.duplicates += 1
+            self.ids_of[key].add(event_id)
+            self.first_at.setdefault(host, now)
+            self.last_at[host] = now
+            self.count_of_host[host] += 1
             self.lock.notify_all()
 
     def wait_hosts(self, hosts: typing.Iterable[str], timeout: float
@@ -91,10 +106,10 @@ class Alarms:
         return True
 
     def alarmed_twice(self) -> list[str]:
-        """Hosts whose tenants heard of one fault under two event ids."""
+        """Hosts a tenant heard of under two event ids (one fault each)."""
         with self.lock:
-            return sorted(h for h, ids in self.ids_of_host.items()
-                          if len(ids) > 1)
+            return sorted({h for (h, _), ids in self.ids_of.items()
+                           if len(ids) > 1})
 
 
 class Member:
@@ -172,6 +187,7 @@ class InspectorCluster:
     """
 
     def __init__(self, members: int = 3, hosts: int = 12, tenants: int = 4,
+                 vms_per_host: int = 1,
                  coordination: typing.Mapping[str, typing.Any] | None = None,
                  transport_url: str = services.TRANSPORT_URL,
                  redis_url: str = services.REDIS_URL,
@@ -182,6 +198,11 @@ class InspectorCluster:
         self.size = members
         self.hosts = [host_name(i) for i in range(hosts)]
         self.tenants = tenants
+        #: host -> its VMs as (id, tenant); VM j of host i is tenant j
+        #: (mod tenants), so a host of n VMs affects min(n, tenants).
+        self.vms = {host: [(f'vm-{i}-{j}', self._tenant(i + j))
+                           for j in range(vms_per_host)]
+                    for i, host in enumerate(self.hosts)}
         self.coordination = dict(coordination or {})
         self.transport_url = transport_url
         self.redis_url = redis_url
@@ -209,8 +230,8 @@ class InspectorCluster:
             self.start_consumer()
             self.nova = nova_mod.NovaStandIn().start()
             self.nova.add_servers([
-                (f'vm-{i}', self._tenant(i), host, f'vm-{i}')
-                for i, host in enumerate(self.hosts)])
+                (vm, tenant, host, vm)
+                for host, vms in self.vms.items() for vm, tenant in vms])
             self._write_shared_files()
             redis_host, redis_port = self._redis_address()
             for i in range(self.size):
@@ -266,8 +287,8 @@ class InspectorCluster:
                  f'http://127.0.0.1:{self.consumer_port}/t{t}']}
             for t in range(self.tenants)]})
         dump('topology.yaml', {'hosts': {
-            host: [{'id': f'vm-{i}', 'project_id': self._tenant(i)}]
-            for i, host in enumerate(self.hosts)}})
+            host: [{'id': vm, 'project_id': tenant} for vm, tenant in vms]
+            for host, vms in self.vms.items()}})
 
     @property
     def coordinated(self) -> bool:

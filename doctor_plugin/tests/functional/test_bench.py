@@ -16,8 +16,10 @@ The same code path as ``doctor-plugin bench``: the consumer, the alarm
 listener and the Nova stand-in each in a process of its own.
 """
 
+from doctor_plugin.bench import cluster
 from doctor_plugin.bench import harness
 from doctor_plugin.bench import scenarios
+from doctor_plugin.testing import services
 from doctor_plugin.tests.functional import base
 
 
@@ -40,3 +42,36 @@ class TestHostFailureScenarios(base.FunctionalTestCase):
         fixup = result.extra['nova_fixup_ms']
         self.assertGreater(fixup['p50'], 0)
         self.assertTrue(result.met)
+
+
+class TestClusterScenarios(base.FunctionalTestCase):
+    """R5 and B1-cluster, short: real inspectors on Redis and PostgreSQL."""
+
+    def setUp(self):
+        super().setUp()
+        self.require(services.problems())
+        self.options = harness.BenchOptions(
+            transport_url=base.TRANSPORT_URL, trials=1, duration=2.0,
+            warmup=1)
+
+    def test_r5_one_kill_loses_nothing_and_acts_once(self):
+        log = []
+        result = cluster.run_r5(self.options, log.append)
+        self.assertEqual(1, len(log), log)
+        self.assertEqual(0, result.lost, result.extra)
+        self.assertEqual(0, result.extra['double_fixups'])
+        self.assertEqual(0, result.extra['double_alarms'])
+        self.assertEqual(0, result.extra['not_fixed_up'], result.extra)
+        # The victim's next hosts were handled after the member timeout
+        # (2 s) dropped it, not before: a survivor acted, not the dead.
+        takeover = result.extra['takeover_ms']
+        self.assertGreater(takeover['p50'], 1000)
+        self.assertLess(takeover['p99'], cluster.TAKEOVER_TARGET_MS)
+        self.assertIsNotNone(result.extra['resume_ms']['p50'])
+
+    def test_b1_cluster_measures_each_size(self):
+        self.options.trials = 3
+        result = cluster.run_b1_cluster(self.options, lambda line: None)
+        self.assertEqual(['1', '2', '3'],
+                         sorted(result.extra['latency_ms_by_members']))
+        self.assertEqual(9, result.received)
