@@ -102,9 +102,14 @@ ChangeCallback = typing.Callable[[View, frozenset, frozenset], None]
 
 
 def make_coordinator(url: str, member_id: str, member_timeout: float,
-                     backend_timeout: float
+                     backend_timeout: float, namespace: str
                      ) -> tooz_coordination.CoordinationDriver:
     """A tooz coordinator for ``url``, not started.
+
+    :param namespace: ``[coordination] group``. Redis keeps a member's
+        heartbeat under its id alone, whatever its group: without a
+        namespace of its own, a member of another region with the same id
+        (``ctl-1:doctor-plugin-inspector``) would keep a dead member alive.
 
     :raises ConfigurationError: if tooz has no driver for the URL, or the
         driver's library is missing
@@ -121,6 +126,8 @@ def make_coordinator(url: str, member_id: str, member_timeout: float,
         # Run each call in the caller's thread: tooz's default pool
         # thread adds nothing here and takes a second to stop.
         'executor': 'synchronous',
+        # Redis: the prefix of every key (groups and heartbeats).
+        'namespace': f'_doctor_{namespace}',
     }
     for name in netutils.urlsplit(url).params():
         options.pop(name, None)
@@ -228,6 +235,7 @@ class Membership:
                 f'({opts.member_timeout - opts.lease_margin:g} s), or one '
                 f'late heartbeat would lose the lease')
         self.url = opts.backend_url
+        self.namespace = opts.group
         self.group = group
         self.me = me
         self.member_id = me.id
@@ -307,7 +315,7 @@ class Membership:
 
     def _make_coordinator(self) -> tooz_coordination.CoordinationDriver:
         return make_coordinator(self.url, self.member_id, self.member_timeout,
-                                self.backend_timeout)
+                                self.backend_timeout, self.namespace)
 
     def _run(self) -> None:
         while not self._stop.is_set():

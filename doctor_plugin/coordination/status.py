@@ -104,7 +104,7 @@ def _read_groups(conf: cfg.ConfigOpts
     observer = f'status-{socket.gethostname()}-{os.getpid()}'
     coordinator = membership_mod.make_coordinator(
         opts.backend_url, observer, opts.member_timeout,
-        max(opts.backend_timeout, 2.0))
+        max(opts.backend_timeout, 2.0), opts.group)
     try:
         coordinator.start(start_heart=False)
     except Exception as exc:

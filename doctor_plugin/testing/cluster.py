@@ -344,12 +344,13 @@ class InspectorCluster:
     # What the group says.
 
     def _coordinator(self) -> typing.Any:
-        from tooz import coordination
+        """An observer of the group, as ``doctor-plugin status`` reads it."""
+        from doctor_plugin.coordination import membership
 
         if self._observer is None:
-            self._observer = coordination.get_coordinator(
-                self.redis_url, f'observer-{self.run_id}'.encode(),
-                socket_timeout=1.0, executor='synchronous')
+            self._observer = membership.make_coordinator(
+                self.redis_url, f'observer-{self.run_id}', 2.0, 1.0,
+                self.group)
             self._observer.start(start_heart=False)
         return self._observer
 
