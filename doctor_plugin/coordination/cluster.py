@@ -154,7 +154,7 @@ class Cluster:
             pending.extend(others.values())
 
     def claim(self, host: str, state: str, event_id: str
-              ) -> tuple[str, tuple[str, str] | None]:
+              ) -> tuple[str, claims_mod.Previous | None]:
         """Whether this member makes ``host``'s change to ``state``.
 
         Alone, every change is this process's (its own correlation
@@ -166,12 +166,19 @@ class Cluster:
         if self.claims is None:
             return claims_mod.WON, None
         self.require_lease()
-        return self.claims.claim(host, state, event_id)
+        members = self.membership.view.members
+        return self.claims.claim(host, state, event_id,
+                                 alive=members.__contains__)
 
     def release(self, host: str, event_id: str,
-                previous: tuple[str, str] | None) -> None:
+                previous: claims_mod.Previous | None) -> None:
         if self.claims is not None:
             self.claims.release(host, event_id, previous)
+
+    def fixed(self, host: str, event_id: str) -> None:
+        """Record that this member made the Nova fix-up of a claim."""
+        if self.claims is not None:
+            self.claims.mark_fixed(host, event_id)
 
     def close(self) -> None:
         if self.forwarder is not None:
@@ -197,12 +204,17 @@ class Takeover:
     def __init__(self, membership: membership_mod.Membership,
                  store: store_mod.DeliveryStore, program: str,
                  resume: typing.Callable[[], object],
-                 interval: float = 5.0) -> None:
+                 interval: float = 5.0,
+                 claims: claims_mod.HostClaims | None = None,
+                 fix_up: typing.Callable[[str, str, str], object]
+                 | None = None) -> None:
         self.membership = membership
         self.store = store
         self.program = program
         self.resume = resume
         self.interval = interval
+        self.claims = claims
+        self.fix_up = fix_up
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True,
@@ -230,17 +242,27 @@ class Takeover:
             except Exception:
                 LOG.exception('Taking over deliveries failed')
 
+    def _departed(self, owner: str, view: membership_mod.View) -> bool:
+        return (owner != self.membership.member_id
+                and owner not in view.members
+                and owner.endswith(self.program))
+
     def sweep(self) -> int:
-        """Adopt what is ours to adopt now; how many rows."""
+        """Adopt what is ours to adopt now; how many delivery rows.
+
+        Also the departed members' claimed changes that they never fixed
+        up, each by the member that owns the host now.
+        """
         membership = self.membership
         if not membership.has_lease():
             return 0
         view = membership.view
         me = membership.member_id
+        if self.claims is not None and self.fix_up is not None:
+            self._fix_ups(view)
         total = 0
         for owner in sorted(self.store.pending_by_owner()):
-            if (owner == me or owner in view.members
-                    or not owner.endswith(self.program)):
+            if not self._departed(owner, view):
                 continue
             if view.owner_id(owner) != me or not membership.has_lease():
                 continue
@@ -253,6 +275,19 @@ class Takeover:
         if total:
             self.resume()
         return total
+
+    def _fix_ups(self, view: membership_mod.View) -> None:
+        assert self.claims is not None and self.fix_up is not None
+        for owner in sorted(self.claims.unfixed_owners()):
+            if not self._departed(owner, view):
+                continue
+            changes = self.claims.adopt_unfixed(owner, self.membership.owns)
+            if changes:
+                LOG.warning('Took over %d Nova fix-up(s) that %s claimed '
+                            'and never made, of host(s) %s', len(changes),
+                            owner, ', '.join(c[0] for c in changes))
+            for change in changes:
+                self.fix_up(*change)
 
     def stop(self) -> None:
         self._stop.set()

@@ -92,6 +92,9 @@ HOST_STATES = sa.Table(
     sa.Column('event_id', sa.String(255), nullable=False),
     sa.Column('owner', sa.String(255), nullable=False),
     sa.Column('updated_at', sa.Float, nullable=False),
+    # When the owner finished the Nova fix-up of this change; NULL while
+    # it has not, so that a survivor makes it if the owner died.
+    sa.Column('fixed_at', sa.Float, nullable=True),
 )
 
 

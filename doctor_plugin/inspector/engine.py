@@ -212,7 +212,7 @@ class Inspector:
         """:meth:`process`, holding :attr:`activity` (once)."""
         fresh: list[event_model.Event] = []
         seen: set[str] = set()
-        claimed: list[tuple[str, str, tuple[str, str] | None]] = []
+        claimed: list[tuple[str, str, claims_mod.Previous | None]] = []
         for ev in events:
             if ev.message_id in seen or ev.message_id in self._recent:
                 LOG.info('Ignoring repeated event %s', ev.message_id)
@@ -290,12 +290,49 @@ class Inspector:
         if self.controller is not None:
             for ev in fresh:
                 if ev.event_type in _HOST_STATES:
-                    self.controller.handle(ev, affected.get(ev.message_id,
-                                                            ()))
+                    self._fix_up(ev, affected.get(ev.message_id, ()))
         return out
 
+    def _fix_up(self, ev: event_model.Event,
+                instances: typing.Sequence[topology_mod.Instance]) -> None:
+        """Have the controller fix Nova up; record it in the claims."""
+        assert self.controller is not None
+        future = self.controller.handle(ev, instances)
+        if self.cluster.claims is None:
+            return
+        host = str(ev.trait('host'))
+
+        def done(f: typing.Any) -> None:
+            # None: the controller closed before it ran (this member is
+            # stopping), so the survivor that takes the host makes it.
+            if not f.cancelled() and f.exception() is None \
+                    and f.result() is not None:
+                self.cluster.fixed(host, ev.message_id)
+
+        future.add_done_callback(done)
+
+    def fix_up_taken_over(self, host: str, state: str,
+                          event_id: str) -> None:
+        """Make the Nova fix-up a departed member claimed and never made.
+
+        The tenants were told by that member (its deliveries, durable, are
+        taken over with the rest); Nova was not.
+        """
+        event_type = {v: k for k, v in _HOST_STATES.items()}.get(state)
+        if self.controller is None or event_type is None:
+            self.cluster.fixed(host, event_id)
+            return
+        ev = event_model.Event.create(
+            event_type, {'host': host, 'monitor_event_id': event_id},
+            message_id=event_id)
+        LOG.warning('Host %s: making the Nova fix-up (%s) that its former '
+                    'owner claimed for %s and never made', host, state,
+                    event_id)
+        self._fix_up(ev, self.topology.instances_on(host)
+                     if state == 'down' else ())
+
     def _release_claims(self, claimed: typing.Iterable[
-            tuple[str, str, tuple[str, str] | None]]) -> None:
+            tuple[str, str, claims_mod.Previous | None]]) -> None:
         """Undo the claims of changes whose events did not go out."""
         for host, event_id, previous in claimed:
             self.cluster.release(host, event_id, previous)

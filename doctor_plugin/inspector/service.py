@@ -201,7 +201,9 @@ class InspectorService:
                         'the deliveries of a member that died. Point every '
                         'member at one database server.')
         claims = claims_mod.HostClaims(
-            self._store, member_id, conf.inspector.host_report_window)
+            self._store, member_id, conf.inspector.host_report_window,
+            fixups=self.controller is not None,
+            horizon=conf.delivery.deadline)
         cluster = cluster_mod.Cluster(
             self.membership, claims, forwarder, engine.HOST_EVENT_TYPES,
             conf.coordination.forward_timeout)
@@ -209,7 +211,9 @@ class InspectorService:
             self.membership, self._store,
             ':' + member_id.rsplit(':', 1)[-1],
             self._outbox.resume if self._outbox is not None
-            else (lambda: None))
+            else (lambda: None),
+            claims=claims,
+            fix_up=lambda *change: self.engine.fix_up_taken_over(*change))
         return cluster, takeover
 
     def _group_changed(self, view: membership_mod.View, left: frozenset,

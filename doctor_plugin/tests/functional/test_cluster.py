@@ -24,6 +24,7 @@ import contextlib
 import io
 import json
 import time
+import uuid
 
 import sqlalchemy as sa
 
@@ -187,6 +188,29 @@ class TestTakeover(ClusterTestCase):
         finally:
             store.close()
 
+    def test_a_fix_up_the_dead_member_never_made_is_made(self):
+        ids = self.cluster.wait_group(self.members)
+        victim = self.cluster.members[0]
+        host = next(h for h in self.cluster.hosts
+                    if self.cluster.owner_of(h, ids) is victim)
+        nova = self.cluster.nova
+        # Nova answers 503: the victim tells the tenants, then keeps
+        # retrying the fix-up until it dies.
+        nova.go_down('503')
+        self.report_ok(host, victim)
+        self.assertTrue(base.wait_until(
+            lambda: any(c.status == 503 for c in nova.calls), 10))
+        victim.kill()
+        nova.come_back()
+        self.cluster.wait_group(self.members - 1, 10, without=[victim.id])
+        self.assert_told_once([host])
+        self.assertTrue(base.wait_until(
+            lambda: self.cluster.force_downs()[host] == 1, 10),
+            'no survivor made the fix-up')
+        state, _, owner = self.host_states()[host]
+        self.assertNotEqual(victim.id, owner)
+        self.assertIn(owner, {m.id for m in self.cluster.members[1:]})
+
     def test_a_member_that_comes_back_owns_its_hosts_again(self):
         ids = self.cluster.wait_group(self.members)
         member = self.cluster.members[2]
@@ -284,3 +308,40 @@ class TestSingleProcess(ClusterTestCase):
 def _text(value):
     from testtools import content
     return content.text_content(value)
+
+
+class TestRegionsApart(base.TestCase):
+    """Two regions on one Redis, with members of the same names."""
+
+    def test_a_dead_member_is_not_kept_alive_by_its_namesake(self):
+        from doctor_plugin.coordination import membership
+
+        self.require(services.problem('Redis'))
+        run = uuid.uuid4().hex[:8]
+        region_a, region_b = f'region-a-{run}', f'region-b-{run}'
+        self.set_opts(group='coordination', backend_url=services.REDIS_URL,
+                      member_secret='x' * 32)
+        self.conf.set_override('group', region_b, 'coordination')
+        # Region B's ctl-1 heartbeats all the while.
+        alive = membership.Membership(
+            self.conf, f'{region_b}.inspector',
+            membership.Member('ctl-1:doctor-plugin-inspector')).start()
+        self.addCleanup(alive.stop)
+        # Region A's ctl-1 joins, beats once and dies (no leave).
+        dead = membership.make_coordinator(
+            services.REDIS_URL, 'ctl-1:doctor-plugin-inspector', 1.0, 1.0,
+            region_a)
+        dead.start(start_heart=False)
+        group = f'{region_a}.inspector'.encode()
+        dead.create_group(group).get(timeout=2)
+        dead.join_group(group).get(timeout=2)
+        dead.heartbeat()
+        observer = membership.make_coordinator(
+            services.REDIS_URL, f'observer-{run}', 1.0, 1.0, region_a)
+        observer.start(start_heart=False)
+        self.addCleanup(observer.stop)
+        self.assertEqual({'ctl-1:doctor-plugin-inspector'}, set(
+            membership.read_group(observer, group.decode(), 2)))
+        self.assertTrue(base.wait_until(
+            lambda: not membership.read_group(observer, group.decode(), 2),
+            5), 'region B kept region A\'s dead member alive')

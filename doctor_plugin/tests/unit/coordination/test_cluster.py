@@ -294,3 +294,21 @@ class TestTakeover(coord_base.CoordinationTestCase):
         other.stop()
         self.wait_members(me, 1)
         self.assertEqual(2, takeover.sweep())
+
+    def test_a_survivor_makes_the_fix_ups_a_dead_member_never_made(self):
+        me = self.join('ctl-a:doctor-plugin-inspector')
+        dead = claims_mod.HostClaims(
+            self.store, 'ctl-dead:doctor-plugin-inspector', 30.0)
+        dead.claim('compute-1', 'down', 'e1')
+        dead.claim('compute-2', 'down', 'e2')
+        dead.mark_fixed('compute-2', 'e2')
+        mine = claims_mod.HostClaims(
+            self.store, 'ctl-a:doctor-plugin-inspector', 30.0)
+        made = []
+        takeover = cluster_mod.Takeover(
+            me, self.store, ':doctor-plugin-inspector', lambda: None,
+            claims=mine, fix_up=lambda *change: made.append(change))
+        takeover.sweep()
+        self.assertEqual([('compute-1', 'down', 'e1')], made)
+        takeover.sweep()
+        self.assertEqual(1, len(made))
