@@ -138,8 +138,9 @@ class _Job:
 
     def __init__(self, host_event: event_model.Event, host: str,
                  action: str, instances: tuple[topology.Instance, ...],
-                 deadline: float) -> None:
+                 deadline: float, verify: bool = False) -> None:
         self.event = host_event
+        self.verify = verify
         self.host = host
         self.action = action
         self.instances = instances
@@ -241,9 +242,13 @@ class NovaController:
     # -- the Controller protocol -------------------------------------------
 
     def handle(self, host_event: event_model.Event,
-               instances: typing.Sequence[topology.Instance]
-               ) -> concurrent.futures.Future:
+               instances: typing.Sequence[topology.Instance],
+               verify: bool = False) -> concurrent.futures.Future:
         """Start fixing Nova up for ``host_event``; returns at once.
+
+        :param verify: read the service's state first and leave it alone
+            if Nova has it so already: for a fix-up taken over from a
+            member that may have made it before it died
 
         :returns: a future of the :class:`ControllerResult` (of None if the
             event needs no fix-up)
@@ -256,7 +261,8 @@ class NovaController:
             return _done(None)
         job = _Job(host_event, host, action,
                    tuple(instances) if action == 'force_down' else (),
-                   time.monotonic() + self.conf.nova.fixup_deadline)
+                   time.monotonic() + self.conf.nova.fixup_deadline,
+                   verify=verify)
         with self._lock:
             if self._closed:
                 LOG.warning('Controller closed: no Nova fix-up for %s of '
@@ -415,6 +421,12 @@ class NovaController:
             # newer event's call went out, a stale one must not follow it.
             with self._host_locks[job.host]:
                 job.check()
+                if job.verify and self.client.is_forced_down(
+                        job.host) == down:
+                    LOG.info('Nova: nova-compute on host %s is already %s',
+                             job.host, 'forced down' if down
+                             else 'not forced down')
+                    return
                 self.client.force_down(job.host, down)
         self._patiently(job, f'force host {job.host} '
                              f'{"down" if down else "up"}', change)

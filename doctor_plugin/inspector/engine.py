@@ -82,9 +82,13 @@ class Controller(typing.Protocol):
     """What the inspector needs of a controller (Nova fix-up)."""
 
     def handle(self, host_event: event_model.Event,
-               instances: typing.Sequence[topology_mod.Instance]
-               ) -> typing.Any:
-        """Start fixing the controller's view up; must not block."""
+               instances: typing.Sequence[topology_mod.Instance],
+               verify: bool = False) -> typing.Any:
+        """Start fixing the controller's view up; must not block.
+
+        :param verify: check the controller's state first, and change
+            only what is not so already
+        """
 
 
 #: How many host events one log line of a batch names (the rest are
@@ -294,10 +298,11 @@ class Inspector:
         return out
 
     def _fix_up(self, ev: event_model.Event,
-                instances: typing.Sequence[topology_mod.Instance]) -> None:
+                instances: typing.Sequence[topology_mod.Instance],
+                verify: bool = False) -> None:
         """Have the controller fix Nova up; record it in the claims."""
         assert self.controller is not None
-        future = self.controller.handle(ev, instances)
+        future = self.controller.handle(ev, instances, verify=verify)
         if self.cluster.claims is None:
             return
         host = str(ev.trait('host'))
@@ -328,8 +333,10 @@ class Inspector:
         LOG.warning('Host %s: making the Nova fix-up (%s) that its former '
                     'owner claimed for %s and never made', host, state,
                     event_id)
+        # Verified: the member may have made it and died before it could
+        # record so.
         self._fix_up(ev, self.topology.instances_on(host)
-                     if state == 'down' else ())
+                     if state == 'down' else (), verify=True)
 
     def _release_claims(self, claimed: typing.Iterable[
             tuple[str, str, claims_mod.Previous | None]]) -> None:

@@ -315,6 +315,25 @@ class NovaClient:
         LOG.info('Nova: %s on host %s %s', binary, host,
                  'forced down' if down else 'no longer forced down')
 
+    def is_forced_down(self, host: str, binary: str = 'nova-compute'
+                       ) -> bool | None:
+        """Whether Nova has ``binary`` on ``host`` forced down now.
+
+        :returns: None if Nova is too old to say (before 2.11) or does not
+            list the service
+        """
+        if self.max_microversion() < FORCE_DOWN:
+            return None
+        resp = self._request(
+            'GET', '/os-services', microversion='2.11',
+            params={'binary': binary, 'host': host},
+            what=f'read the {binary} service of host {host}')
+        for service in resp.json().get('services', []):
+            if service.get('host') == host and (
+                    service.get('binary') == binary):
+                return bool(service.get('forced_down'))
+        return None
+
     def _force_down_by_id(self, host: str, down: bool, binary: str) -> None:
         what = f'force {binary} on {host} {"down" if down else "up"}'
         for attempt in (1, 2):

@@ -89,6 +89,26 @@ class TestHostDown(ControllerTestCase):
         self.assertLessEqual(marks['T03'], result.finished)
         self.assertEqual(ev.message_id, result.event_id)
 
+    def test_a_verified_fix_up_leaves_a_host_already_down_alone(self):
+        # Taken over from a member that forced it down and died.
+        controller = self.make_controller()
+        instances = self.add_instances(2)
+        controller.handle(host_event(fault_id='fault-1'), instances)
+        controller.wait('fault-1', WAIT)
+        controller.handle(host_event(fault_id='fault-2'), instances,
+                          verify=True)
+        self.assertEqual('success', controller.wait('fault-2',
+                                                    WAIT).outcome)
+        self.assertEqual(1, self.standin.force_downs()[HOST])
+
+    def test_a_verified_fix_up_still_acts_when_needed(self):
+        controller = self.make_controller()
+        controller.handle(host_event(fault_id='fault-1'),
+                          self.add_instances(1), verify=True)
+        self.assertEqual('success', controller.wait('fault-1',
+                                                    WAIT).outcome)
+        self.assertEqual(1, self.standin.force_downs()[HOST])
+
     def test_handle_returns_at_once(self):
         controller = self.make_controller()
         instances = self.add_instances(3)

@@ -360,7 +360,7 @@ class RecordingController:
         self.recorder = recorder
         self.calls = []
 
-    def handle(self, host_event, instances):
+    def handle(self, host_event, instances, verify=False):
         # What the consumers were sent before the controller was called.
         self.calls.append((host_event.event_type, [i.id for i in instances],
                            len(self.recorder.batches)))
