@@ -49,7 +49,6 @@ import uuid
 
 from oslo_config import cfg
 import oslo_messaging
-import yaml
 
 from doctor_plugin.bench import harness
 from doctor_plugin.common import messaging
@@ -172,24 +171,11 @@ class Chain:
         return f'http://127.0.0.1:{self.consumer_port}'
 
     def _write_files(self, hosts: int) -> None:
-        def dump(name, data):
-            with open(os.path.join(self.dir, name), 'w') as f:
-                yaml.safe_dump(data, f)
-
-        dump('pipeline.yaml', {
-            'sources': [{'name': 'faults', 'events': ['compute.host.*'],
-                         'sinks': ['tenants']}],
-            'sinks': [{'name': 'tenants', 'notifiers': ['alarms://']}]})
-        dump('alarms.yaml', {'alarms': [
-            {'name': f'tenant-{t}', 'project_id': f'tenant-{t}',
-             'repeat_actions': True,
-             'event_rule': {'event_type': 'compute.host.down'},
-             'alarm_actions': [f'{self.consumer_url}/tenant-{t}']}
-            for t in range(TENANTS)]})
-        dump('topology.yaml', {'hosts': {
-            host_name(i): [{'id': f'vm-{i}',
-                            'project_id': f'tenant-{i % TENANTS}'}]
-            for i in range(hosts)}})
+        childproc.write_tenant_files(
+            self.dir, [f'{self.consumer_url}/tenant-{t}'
+                       for t in range(TENANTS)],
+            {host_name(i): [(f'vm-{i}', f'tenant-{i % TENANTS}')]
+             for i in range(hosts)})
         self.conf_file = os.path.join(self.dir, 'doctor_plugin.conf')
         with open(self.conf_file, 'w') as f:
             f.write(f"""[DEFAULT]

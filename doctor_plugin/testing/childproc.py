@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import select
 import shutil
 import subprocess
@@ -35,6 +36,7 @@ import time
 import typing
 
 import requests
+import yaml
 
 from doctor_plugin import exceptions
 
@@ -174,6 +176,36 @@ def start_inspector(conf_file: str, url: str, log: typing.IO
     proc.wait(5)
     raise exceptions.DoctorPluginError(
         f'the inspector did not answer within 60 s: {log_tail(log.name)}')
+
+
+def write_tenant_files(directory: str, alarm_urls: typing.Sequence[str],
+                       hosts: typing.Mapping[str, typing.Sequence[
+                           tuple[str, str]]]) -> None:
+    """The files of an inspector whose tenants each have a host alarm.
+
+    ``pipeline.yaml`` sends ``compute.host.*`` to ``alarms://``;
+    ``alarms.yaml`` gives tenant ``tenant-<t>`` an alarm on
+    ``compute.host.down`` (repeated) whose action is ``alarm_urls[t]``;
+    ``topology.yaml`` puts the (vm id, tenant) pairs of ``hosts`` on
+    their host.
+    """
+    def dump(name: str, data: typing.Any) -> None:
+        with open(os.path.join(directory, name), 'w') as f:
+            yaml.safe_dump(data, f)
+
+    dump('pipeline.yaml', {
+        'sources': [{'name': 'faults', 'events': ['compute.host.*'],
+                     'sinks': ['tenants']}],
+        'sinks': [{'name': 'tenants', 'notifiers': ['alarms://']}]})
+    dump('alarms.yaml', {'alarms': [
+        {'name': f'tenant-{t}', 'project_id': f'tenant-{t}',
+         'repeat_actions': True,
+         'event_rule': {'event_type': 'compute.host.down'},
+         'alarm_actions': [url]}
+        for t, url in enumerate(alarm_urls)]})
+    dump('topology.yaml', {'hosts': {
+        host: [{'id': vm, 'project_id': tenant} for vm, tenant in vms]
+        for host, vms in hosts.items()}})
 
 
 def log_tail(path: str, lines: int = 20) -> str:

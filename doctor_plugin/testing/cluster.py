@@ -41,7 +41,6 @@ import typing
 import uuid
 
 import requests
-import yaml
 
 from doctor_plugin.common import messaging
 from doctor_plugin.testing import broker
@@ -271,24 +270,9 @@ class InspectorCluster:
         return host or '127.0.0.1', int(port or 6379)
 
     def _write_shared_files(self) -> None:
-        def dump(name: str, data: typing.Any) -> None:
-            with open(os.path.join(self.dir, name), 'w') as f:
-                yaml.safe_dump(data, f)
-
-        dump('pipeline.yaml', {
-            'sources': [{'name': 'faults', 'events': ['compute.host.*'],
-                         'sinks': ['tenants']}],
-            'sinks': [{'name': 'tenants', 'notifiers': ['alarms://']}]})
-        dump('alarms.yaml', {'alarms': [
-            {'name': f'tenant-{t}', 'project_id': f'tenant-{t}',
-             'repeat_actions': True,
-             'event_rule': {'event_type': 'compute.host.down'},
-             'alarm_actions': [
-                 f'http://127.0.0.1:{self.consumer_port}/t{t}']}
-            for t in range(self.tenants)]})
-        dump('topology.yaml', {'hosts': {
-            host: [{'id': vm, 'project_id': tenant} for vm, tenant in vms]
-            for host, vms in self.vms.items()}})
+        childproc.write_tenant_files(
+            self.dir, [f'http://127.0.0.1:{self.consumer_port}/t{t}'
+                       for t in range(self.tenants)], self.vms)
 
     @property
     def coordinated(self) -> bool:
