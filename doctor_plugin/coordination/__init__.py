@@ -45,9 +45,10 @@ OPTS = [
     cfg.StrOpt('group',
                default='doctor-plugin',
                help='Prefix of the tooz groups; the inspectors join '
-                    '"<group>.inspector" ("<group>.listener" is kept for '
-                    'the listeners, which do not join yet). Regions that '
-                    'share a backend need distinct prefixes.'),
+                    '"<group>.inspector", the listeners '
+                    '"<group>.listener". Regions that share a backend '
+                    'need distinct prefixes (on Redis it is also the '
+                    'namespace of their keys).'),
     cfg.FloatOpt('heartbeat_interval',
                  default=0.25, min=0.05,
                  help='Seconds between heartbeats to the backend. Each '

@@ -29,6 +29,9 @@ import oslo_messaging
 from doctor_plugin.alarms import evaluator as evaluator_mod
 from doctor_plugin.common import context as context_mod
 from doctor_plugin.common import messaging
+from doctor_plugin.coordination import cluster as cluster_mod
+from doctor_plugin.coordination import membership as membership_mod
+from doctor_plugin.delivery import outbox as outbox_mod
 from doctor_plugin.delivery import rejects as rejects_mod
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
@@ -103,6 +106,26 @@ class AlarmListener:
         self._server = messaging.get_listener(
             transport, conf.listener.event_topics,
             [EventEndpoint(evaluator)], pool=conf.listener.pool)
+        self.membership: membership_mod.Membership | None = None
+        self.takeover: cluster_mod.Takeover | None = None
+        outbox = evaluator.outbox
+        if conf.coordination.backend_url and outbox is not None:
+            # The bus shares the events out (the pool); the group only
+            # says who is gone, so that one survivor resumes the
+            # deliveries a dead listener left in the shared database.
+            member_id = outbox_mod.owner_name(conf)
+            self.membership = membership_mod.Membership(
+                conf, f'{conf.coordination.group}.listener',
+                membership_mod.Member(member_id),
+                on_change=self._group_changed)
+            self.takeover = cluster_mod.Takeover(
+                self.membership, outbox.store,
+                ':' + member_id.rsplit(':', 1)[-1], outbox.resume)
+
+    def _group_changed(self, view: membership_mod.View, left: frozenset,
+                       joined: frozenset) -> None:
+        if self.takeover is not None:
+            self.takeover.trigger()
 
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts) -> AlarmListener:
@@ -111,6 +134,9 @@ class AlarmListener:
             conf, context=context_mod.ServiceContext('listener')))
 
     def start(self) -> None:
+        if self.membership is not None and self.takeover is not None:
+            self.membership.start()
+            self.takeover.start()
         self._server.start()
 
     def reload(self) -> None:
@@ -120,5 +146,8 @@ class AlarmListener:
     def stop(self) -> None:
         self._server.stop()
         self._server.wait()
+        if self.membership is not None and self.takeover is not None:
+            self.membership.stop()
+            self.takeover.stop()
         self.evaluator.close()
         self.context.close()

@@ -159,3 +159,59 @@ class TestAlarmListener(ListenerTestCase):
                                 listener.AlarmListener.from_conf, self.conf)
         self.assertEqual('no-such-alarms-7b1e.yaml', exc.source)
         self.assertIn('[alarms] definitions_file', exc.problem)
+
+
+class TestListenerTakeover(ListenerTestCase):
+    """A listener resumes the deliveries a dead listener left behind."""
+
+    def setUp(self):
+        super().setUp()
+        self.set_opts(transport_url=messaging.FAKE_TRANSPORT_URL)
+        messaging.cleanup()
+        self.addCleanup(messaging.cleanup)
+        self.set_opts(group='delivery', retry_initial_interval=0.05,
+                      retry_max_interval=0.1, poll_interval=0.1)
+
+    def evaluator_to(self, url):
+        ev = evaluator.EventAlarmEvaluator(
+            self.conf, definitions.parse({'alarms': [{
+                'name': 'host-down-a', 'project_id': 'tenant-a',
+                'event_rule': {'event_type': 'compute.host.down'},
+                'alarm_actions': [url]}]}),
+            timeline=self.timeline)
+        self.addCleanup(ev.close)
+        return ev
+
+    def test_a_survivor_adopts_a_dead_listeners_deliveries(self):
+        port = base.closed_port()
+        # The dead listener recorded an alarm its tenant did not take.
+        self.set_opts(group='delivery', owner='ctl-dead')
+        dead = self.evaluator_to(f'http://127.0.0.1:{port}/a')
+        dead.evaluate([host_down()])
+        store = dead.outbox.store
+        self.assertTrue(base.wait_until(
+            lambda: store.pending_by_owner(), 5))
+        dead.close()
+        (owner,) = store.pending_by_owner()
+        self.assertTrue(owner.startswith('ctl-dead:'))
+        receiver = consumer.ConsumerServer(port=port).start()
+        self.addCleanup(receiver.stop)
+        # A listener of the same group, on a real tooz backend.
+        backend = self.useFixture(fixtures.TempDir()).path
+        self.set_opts(group='coordination', backend_url=f'file://{backend}',
+                      heartbeat_interval=0.05)
+        self.set_opts(group='delivery', owner='ctl-b')
+        survivor = listener.AlarmListener(
+            self.conf, self.evaluator_to(f'{self.receiver.url}/a'))
+        survivor.start()
+        self.addCleanup(survivor.stop)
+        self.assertEqual(1, len(receiver.wait_for(1, timeout=5)))
+        self.assertTrue(base.wait_until(
+            lambda: not survivor.evaluator.outbox.store.pending_by_owner(),
+            5))
+        self.assertIn(owner, survivor.takeover.adopted)
+
+    def test_without_coordination_no_group_is_joined(self):
+        alarm_listener = listener.AlarmListener(self.conf,
+                                                self.make_evaluator())
+        self.assertIsNone(alarm_listener.membership)
