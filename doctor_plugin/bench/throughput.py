@@ -12,27 +12,44 @@
 
 """B5 and B8: sustained event throughput, and its scale-out.
 
-The load, the same in both: :data:`HOSTS` compute hosts, each with
+The stream, the same in both: :data:`HOSTS` compute hosts, each with
 :data:`VMS_PER_HOST` instances of one of :data:`TENANTS` tenants, report
 ``compute.host.down`` and ``compute.host.up`` in turn, host after host
 (every host down, then every host up, ...), as ``doctor.monitor.report``
 notifications of :data:`BATCH` Doctor reports each (a monitor fleet's
 reports, relayed). The inspector transforms them (``doctor``), correlates
 and fans each out (the host event, its tenant's event and, for a failure,
-one ``compute.instance.update`` per instance), evaluates the events
-against two event alarms per host (down and up, ``traits.host eq <host>``,
-``repeat_actions``: the per-resource alarms Doctor sets up) and calls the
-tenant's webhook: every report is one alarm, one webhook, in a consumer
-process. Deliveries are durable (the shipped default: recorded in the
+one ``compute.instance.update`` per instance) and evaluates the events
+against two event alarms per host (down and up, ``traits.host eq
+<host>``). Deliveries are durable (the shipped default: recorded in the
 outbox first).
 
-An event counts as received when its alarm reached the webhook (its
-``monitor_event_id``); the throughput is the received events over the
-time from the first to the last of them. The publisher keeps at most
-:data:`MAX_AHEAD` events ahead of the webhook, so that the queue stays
-bounded and the figure is the chain's, not the publisher's. Every loop is
-bounded by ``--duration`` and by a count; queues, exchange, processes
-and files are removed at the end.
+B5 (:data:`STORM`) measures the pipeline, Ceilometer's view: the
+pipeline's sink also has the ``messaging://`` event publisher, to a topic
+of the run, and the alarms have Aodh's default ``repeat_actions: false``:
+an alarm calls its webhook on its transition only (the first down, the
+first up of each host), not for each of the thousands of events a second
+that keep it in ``alarm``. A report counts as received when its host
+event reached a listener of that topic (in the bench process, by
+``monitor_event_id``; every event is also counted by ``message_id``, for
+duplicates); the webhooks, to a consumer process, must be as many as the
+transitions (``webhooks`` and ``webhooks_expected``).
+
+B8 (:data:`PER_EVENT`) measures how the inspector's heaviest per-event
+work scales out: the alarms have ``repeat_actions`` (the per-resource
+alarms Doctor sets up), every report is one alarm, one webhook, and a
+report counts as received when its webhook did. (With ``repeat_actions:
+false`` each worker would keep its own alarm states, so the webhooks
+would depend on which worker took which message; and the pipeline-only
+work is cheap enough that the publisher and the broker, on the same
+cores, would be measured as much as the workers.)
+
+The throughput is the received reports over the time from the first to
+the last of them. The publisher keeps at most :data:`MAX_AHEAD` reports
+ahead of the far end, so that the queue stays bounded and the figure is
+the chain's, not the publisher's. Every loop is bounded by ``--duration``
+and by a count; queues, exchange, processes and files are removed at the
+end.
 """
 
 from __future__ import annotations
@@ -86,6 +103,14 @@ B8_TARGET = 1.7
 
 FAKE_URL = messaging.FAKE_TRANSPORT_URL
 
+#: B5's load: the event publisher to the bus, alarms firing on their
+#: transitions.
+STORM = 'storm'
+#: B8's load: every report fires an alarm (``repeat_actions``).
+PER_EVENT = 'per-event'
+#: How long a B5 run waits after the expected webhooks, for extra ones.
+WEBHOOK_GRACE = 0.5
+
 
 def host_name(i: int) -> str:
     return f'tp-{i:05d}'
@@ -112,15 +137,19 @@ def report_payload(run: str, first: int, count: int,
 
 
 class Arrivals:
-    """The webhooks of one run received, by report (``monitor_event_id``).
+    """What of one run reached the far end, by report (``monitor_event_id``).
 
-    Webhooks of other runs (a previous one's late ones) are not counted.
+    Fed by webhooks (called with each) or by :class:`BusCounter` (with
+    the events of each bus message). What other runs sent (a previous
+    one's late messages) is not counted.
     """
 
     def __init__(self, run: str) -> None:
         self.prefix = f'{run}-'
         self.cond = threading.Condition()
         self.by_id: collections.Counter[str] = collections.Counter()
+        #: Every event of the run seen on the bus, by ``message_id``.
+        self.events: collections.Counter[str] = collections.Counter()
         self.first_at: float | None = None
         self.last_at: float | None = None
 
@@ -129,10 +158,35 @@ class Arrivals:
         if not event_id.startswith(self.prefix):
             return
         with self.cond:
-            self.by_id[event_id] += 1
-            if self.first_at is None:
-                self.first_at = alarm.received_at
-            self.last_at = alarm.received_at
+            self._arrived(event_id, alarm.received_at)
+            self.cond.notify_all()
+
+    def _arrived(self, event_id: str, at: float) -> None:
+        self.by_id[event_id] += 1
+        if self.first_at is None:
+            self.first_at = at
+        self.last_at = at
+
+    def add_events(self, events: typing.Sequence[typing.Any],
+                   at: float) -> None:
+        """The serialised events of one bus message, received at ``at``.
+
+        A report arrived with its host event (a host event type, no
+        project: not one of its tenants' copies).
+        """
+        with self.cond:
+            for ev in events:
+                if not isinstance(ev, dict):
+                    continue
+                traits = {t[0]: t[2] for t in ev.get('traits') or ()
+                          if isinstance(t, list) and len(t) == 3}
+                event_id = str(traits.get('monitor_event_id') or '')
+                if not event_id.startswith(self.prefix):
+                    continue
+                self.events[str(ev.get('message_id'))] += 1
+                if (str(ev.get('event_type')).startswith('compute.host.')
+                        and 'project_id' not in traits):
+                    self._arrived(event_id, at)
             self.cond.notify_all()
 
     @property
@@ -164,6 +218,50 @@ class Arrivals:
                 'throughput_per_s': (round(received / span, 1) if span > 0
                                      else None)}
 
+    def event_figures(self) -> dict[str, typing.Any]:
+        """The events seen on the bus (every one, not only host events)."""
+        with self.cond:
+            received = len(self.events)
+            duplicates = sum(n - 1 for n in self.events.values())
+            span = ((self.last_at - self.first_at)
+                    if self.first_at is not None and self.last_at is not None
+                    else 0.0)
+        return {'events_received': received,
+                'event_duplicates': duplicates,
+                'events_per_s': (round(received / span, 1) if span > 0
+                                 else None)}
+
+
+class BusCounter:
+    """The far end of B5: a listener of the topic the inspector publishes to.
+
+    The ``sample`` notifications of the ``messaging://`` event publisher,
+    each a list of serialised events, go to the current run's
+    :class:`Arrivals`.
+    """
+
+    def __init__(self, transport: oslo_messaging.Transport,
+                 topic: str) -> None:
+        self.current: Arrivals | None = None
+        self._listener = oslo_messaging.get_notification_listener(
+            transport, [oslo_messaging.Target(topic=topic)], [self],
+            executor='threading')
+
+    def sample(self, ctxt: typing.Any, publisher_id: str, event_type: str,
+               payload: typing.Any, metadata: typing.Any) -> None:
+        at = time.time()
+        current = self.current
+        if current is not None and isinstance(payload, list):
+            current.add_events(payload, at)
+
+    def start(self) -> BusCounter:
+        self._listener.start()
+        return self
+
+    def stop(self) -> None:
+        self._listener.stop()
+        self._listener.wait()
+
 
 class Dispatch:
     """The consumer's callback: hands each webhook to the current run."""
@@ -183,6 +281,8 @@ class Workload:
 
     transport_url: str
     consumer_url: str
+    #: :data:`STORM` (B5) or :data:`PER_EVENT` (B8).
+    load: str = STORM
     run: str = dataclasses.field(
         default_factory=lambda: uuid.uuid4().hex[:8])
 
@@ -191,6 +291,10 @@ class Workload:
         self.topic = f'doctor-tp-{self.run}'
         self.pool = f'{self.topic}-inspector'
         self.exchange = f'doctor-tp-{self.run}'
+        #: Where the inspector publishes its events (B5).
+        self.events_topic = f'{self.topic}-events'
+        #: (host, state) of the alarms that have fired so far (B5).
+        self.fired: set[tuple[int, int]] = set()
         self.secret = secrets.token_hex(16)
         #: Workers configured so far (each gets a state directory).
         self.workers = 0
@@ -203,18 +307,24 @@ class Workload:
         return path
 
     def _write_shared(self) -> None:
+        notifiers = ['alarms://']
+        if self.load == STORM:
+            # Ceilometer's event publisher: the event batch only, no plain
+            # notification per event.
+            notifiers.append(f'messaging://?topic={self.events_topic}'
+                             f'&notification_topic=')
         self._dump('pipeline.yaml', {
             'sources': [{'name': 'faults',
                          'events': ['compute.host.*', 'compute.instance.*'],
                          'sinks': ['tenants']}],
-            'sinks': [{'name': 'tenants', 'notifiers': ['alarms://']}]})
+            'sinks': [{'name': 'tenants', 'notifiers': notifiers}]})
         alarms = []
         for h in range(HOSTS):
             for state in ('down', 'up'):
                 alarms.append({
                     'name': f'{host_name(h)}-{state}',
                     'project_id': tenant_of(h),
-                    'repeat_actions': True,
+                    'repeat_actions': self.load == PER_EVENT,
                     'event_rule': {
                         'event_type': f'compute.host.{state}',
                         'query': [{'field': 'traits.host', 'op': 'eq',
@@ -263,6 +373,19 @@ webhook_timeout = 10.0
 """)
         return path
 
+    def transitions(self, sent: int) -> int:
+        """The alarms that reports ``0`` to ``sent`` newly fire (B5).
+
+        Report ``i`` fires the alarm of its host and state unless an
+        earlier report (of this run or an earlier one on the same
+        inspector) did: without ``repeat_actions`` an alarm calls its
+        webhook on its transition only. One evaluator, so one worker.
+        """
+        new = {(i % HOSTS, (i // HOSTS) % 2)
+               for i in range(min(sent, 2 * HOSTS))} - self.fired
+        self.fired |= new
+        return len(new)
+
     def conf(self, path: str) -> cfg.ConfigOpts:
         conf = cfg.ConfigOpts()
         opts.register_all(conf)
@@ -274,7 +397,8 @@ webhook_timeout = 10.0
         try:
             broker.delete_queues(
                 self.transport_url,
-                broker.listener_queue_names([self.topic])
+                broker.listener_queue_names([self.topic,
+                                             self.events_topic])
                 + broker.listener_queue_names([], self.pool))
             reliability.delete_exchange(self.transport_url, self.exchange)
         except Exception as exc:
@@ -353,29 +477,52 @@ class Worker:
 
 def stream(workload: Workload, conf: cfg.ConfigOpts, dispatch: Dispatch,
            duration: float, pids: typing.Mapping[str, int],
-           log: typing.Callable[[str], None]) -> dict[str, typing.Any]:
-    """Publish for ``duration`` s, wait for the webhooks; the figures.
+           log: typing.Callable[[str], None],
+           bus: BusCounter | None = None) -> dict[str, typing.Any]:
+    """Publish for ``duration`` s, wait for the far end; the figures.
 
     :param pids: the processes whose CPU use over the run is reported,
         by name
+    :param bus: the listener of the inspector's event topic (B5): reports
+        are received there, and the webhooks are checked against the
+        alarms' transitions; None: reports are received as webhooks (B8)
     """
     run = f'{workload.run}-{uuid.uuid4().hex[:4]}'
-    arrivals = Arrivals(run)
-    dispatch.current = arrivals
+    webhooks = Arrivals(run)
+    arrivals = webhooks if bus is None else Arrivals(run)
+    dispatch.current = webhooks
+    if bus is not None:
+        bus.current = arrivals
     publisher = Publisher(conf, workload.topic, run, arrivals)
     before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
     started = time.monotonic()
     publish_s = publisher.send_for(duration)
     arrivals.wait_for(publisher.sent, DRAIN_TIMEOUT)
+    expected = None
+    if bus is not None:
+        expected = workload.transitions(publisher.sent)
+        webhooks.wait_for(expected, DRAIN_TIMEOUT)
     wall = time.monotonic() - started
     cpu = {name: round(100.0 * (_cpu_seconds(pid) - before[name]) / wall, 1)
            for name, pid in pids.items()}
-    dispatch.current = None
     figures = arrivals.figures(publisher.sent)
+    if bus is not None:
+        # Late extra webhooks would be repeats of a transition.
+        time.sleep(WEBHOOK_GRACE)
+        bus.current = None
+        hooks = webhooks.figures(expected or 0)
+        figures.update(arrivals.event_figures(), webhooks=hooks['received'],
+                       webhooks_expected=expected,
+                       webhook_duplicates=hooks['duplicates'])
+    dispatch.current = None
     figures.update(publish_s=round(publish_s, 2), wall_s=round(wall, 2),
                    cpu_percent_of_one_core=cpu)
+    hooks_note = ('' if bus is None else
+                  f'; {figures["webhooks"]} webhooks of {expected} '
+                  f'transitions')
     log(f'{figures["received"]} of {publisher.sent} events in '
-        f'{figures["span_s"]} s: {figures["throughput_per_s"]}/s; CPU % {cpu}')
+        f'{figures["span_s"]} s: {figures["throughput_per_s"]}/s'
+        f'{hooks_note}; CPU % {cpu}')
     return figures
 
 
@@ -399,33 +546,41 @@ def _median(values: typing.Sequence[float | None]) -> float | None:
     return known[(len(known) - 1) // 2] if known else None
 
 
-def _totals(runs: typing.Sequence[dict[str, typing.Any]]) -> dict[str, int]:
-    return {key: sum(r[key] for r in runs)
-            for key in ('sent', 'received', 'lost', 'duplicates')}
+def _totals(runs: typing.Sequence[dict[str, typing.Any]],
+            keys: typing.Sequence[str] = ('sent', 'received', 'lost',
+                                          'duplicates')
+            ) -> dict[str, int]:
+    return {key: sum(r[key] for r in runs) for key in keys}
 
 
 def _fake_runs(consumer: consumer_mod.ConsumerProcess, dispatch: Dispatch,
                trials: int, duration: float,
                log: typing.Callable[[str], None]
                ) -> list[dict[str, typing.Any]]:
-    """B5 on ``fake://``: inspector and publisher in this process."""
+    """B5 on ``fake://``: inspector, publisher and listener in this process."""
     workload = Workload(FAKE_URL, consumer.url)
     inspector = None
+    bus = None
     try:
         conf = workload.conf(workload.write_conf(reliability.free_port()))
+        # The inspector's transport: fake:// is one process's memory.
+        bus = BusCounter(messaging.get_transport(conf),
+                         workload.events_topic).start()
         inspector = inspector_service.InspectorService(conf).start()
-        pids = {'bench (inspector + publisher)': os.getpid()}
+        pids = {'bench (inspector + publisher + listener)': os.getpid()}
         if consumer.pid is not None:
             pids['consumer'] = consumer.pid
         runs = []
         for trial in range(trials):
             log(f'B5 fake:// trial {trial + 1} of {trials} ...')
             runs.append(stream(workload, conf, dispatch, duration, pids,
-                               log))
+                               log, bus))
         return runs
     finally:
         if inspector is not None:
             inspector.stop()
+        if bus is not None:
+            bus.stop()
         messaging.cleanup()
         workload.cleanup(log)
 
@@ -435,10 +590,15 @@ def _pool_runs(transport_url: str, consumer: consumer_mod.ConsumerProcess,
                duration: float, log: typing.Callable[[str], None],
                workload: Workload | None = None
                ) -> list[dict[str, typing.Any]]:
-    """``workers`` inspector processes in one pool, fed on the bus."""
+    """``workers`` inspector processes in one pool, fed on the bus.
+
+    With a :data:`STORM` workload (B5), a listener of its event topic in
+    this process is the far end.
+    """
     own = workload is None
     workload = workload or Workload(transport_url, consumer.url)
     pool = [Worker(workload) for _ in range(workers)]
+    bus = None
     try:
         starters = [threading.Thread(target=w.start) for w in pool]
         for t in starters:
@@ -450,9 +610,13 @@ def _pool_runs(transport_url: str, consumer: consumer_mod.ConsumerProcess,
                 raise RuntimeError(f'an inspector did not start: '
                                    f'{childproc.log_tail(w.log.name)}')
         conf = workload.conf(pool[0].conf_file)
+        if workload.load == STORM:
+            bus = BusCounter(messaging.get_transport(conf),
+                             workload.events_topic).start()
         pids = {f'inspector-{i}': w.proc.pid for i, w in enumerate(pool)
                 if w.proc is not None}
-        pids['publisher'] = os.getpid()
+        pids['publisher' if bus is None
+             else 'publisher + listener'] = os.getpid()
         if consumer.pid is not None:
             pids['consumer'] = consumer.pid
         beam = _broker_pid()
@@ -462,11 +626,13 @@ def _pool_runs(transport_url: str, consumer: consumer_mod.ConsumerProcess,
         for trial in range(trials):
             log(f'{workers} inspector(s), trial {trial + 1} of {trials} ...')
             runs.append(stream(workload, conf, dispatch, duration, pids,
-                               log))
+                               log, bus))
         return runs
     finally:
         for w in pool:
             w.stop()
+        if bus is not None:
+            bus.stop()
         messaging.cleanup()
         if own:
             workload.cleanup(log)
@@ -478,11 +644,14 @@ def run_b5(options: harness.BenchOptions,
 
     ``throughput_per_s`` is the RabbitMQ figure (a real
     ``doctor-plugin-inspector`` process fed on the bus);
-    ``fake_throughput_per_s`` the ``fake://`` one (inspector, bus and
-    publisher in this process). Both are medians over ``--trials`` runs
-    (default 1) of ``--duration`` seconds (default 10) of publishing; the
-    counts are summed over both transports and every run. The webhooks'
-    consumer is a process of its own in both.
+    ``fake_throughput_per_s`` the ``fake://`` one (inspector, bus,
+    publisher and listener in this process). Both are medians over
+    ``--trials`` runs (default 1) of ``--duration`` seconds (default 10)
+    of publishing, in reports per second (``events_per_s`` in each run
+    counts every event the inspector published); the counts are summed
+    over both transports and every run. The webhooks' consumer is a
+    process of its own in both; ``webhooks`` must equal
+    ``webhooks_expected``, the alarms' transitions.
 
     With ``--transport-url fake://`` only the ``fake://`` figure is
     measured: ``throughput_per_s`` is then that one, and the target is
@@ -506,10 +675,16 @@ def run_b5(options: harness.BenchOptions,
     rate = (fake_rate if fake_only
             else _median([r['throughput_per_s'] for r in rabbit]))
     totals = _totals(fake + rabbit)
+    hooks = _totals(fake + rabbit, ('webhooks', 'webhooks_expected',
+                                    'webhook_duplicates', 'events_received',
+                                    'event_duplicates'))
     met = (rate is not None
            and rate >= (B5_FAKE_TARGET if fake_only else B5_RABBIT_TARGET)
            and fake_rate is not None and fake_rate >= B5_FAKE_TARGET
-           and totals['lost'] == 0 and totals['duplicates'] == 0)
+           and totals['lost'] == 0 and totals['duplicates'] == 0
+           and hooks['event_duplicates'] == 0
+           and hooks['webhooks'] == hooks['webhooks_expected']
+           and hooks['webhook_duplicates'] == 0)
     return harness.ScenarioResult(
         scenario='B5', transport=options.transport_url.split(':', 1)[0],
         trials=trials, latency_ms=harness.latency_summary([]), **totals,
@@ -520,7 +695,7 @@ def run_b5(options: harness.BenchOptions,
         extra={'throughput_per_s': rate, 'fake_throughput_per_s': fake_rate,
                'hosts': HOSTS, 'vms_per_host': VMS_PER_HOST,
                'tenants': TENANTS, 'reports_per_message': BATCH,
-               'duration_s': duration,
+               'duration_s': duration, **hooks,
                'fake_runs': fake, 'rabbit_runs': rabbit})
 
 
@@ -528,8 +703,10 @@ def run_b8(options: harness.BenchOptions,
            log: typing.Callable[[str], None]) -> harness.ScenarioResult:
     """B8: 1, 2 and 4 inspector processes in one notification pool.
 
-    The same load as B5's, on one RabbitMQ topic whose pool's queue the
-    workers share (each message is handled by one of them), for
+    The stream of B5, with alarms that fire on every report
+    (:data:`PER_EVENT`: see the module's doc), on one RabbitMQ topic
+    whose pool's queue the workers share (each message is handled by one
+    of them), for
     ``--duration`` seconds (default 8) per worker count, one count after
     the other in this run. ``ratio`` is the 2-worker throughput over the
     1-worker one; ``throughput_by_workers`` and
@@ -543,7 +720,7 @@ def run_b8(options: harness.BenchOptions,
     dispatch = Dispatch()
     consumer = consumer_mod.ConsumerProcess(on_alarm=dispatch,
                                             keep=False).start()
-    workload = Workload(options.transport_url, consumer.url)
+    workload = Workload(options.transport_url, consumer.url, PER_EVENT)
     by_workers: dict[int, list[dict[str, typing.Any]]] = {}
     try:
         for workers in B8_WORKERS:

@@ -33,6 +33,38 @@ class TestReports(base.TestCase):
         self.assertEqual(1, len({r['time'] for r in reports}))
 
 
+class TestTransitions(base.TestCase):
+
+    def test_each_alarm_fires_once_over_the_runs(self):
+        workload = mock.Mock(fired=set())
+        with mock.patch.object(throughput, 'HOSTS', 3):
+            self.assertEqual(2, throughput.Workload.transitions(workload, 2))
+            self.assertEqual(4, throughput.Workload.transitions(workload,
+                                                                100))
+            self.assertEqual(0, throughput.Workload.transitions(workload,
+                                                                100))
+
+
+class TestArrivals(base.TestCase):
+
+    def test_reports_arrive_with_their_host_event(self):
+        arrivals = throughput.Arrivals('run')
+        host = {'message_id': 'a', 'event_type': 'compute.host.down',
+                'traits': [['monitor_event_id', 1, 'run-0']]}
+        tenant = {'message_id': 'b', 'event_type': 'compute.host.down',
+                  'traits': [['monitor_event_id', 1, 'run-0'],
+                             ['project_id', 1, 'tenant-000']]}
+        other = {'message_id': 'c', 'event_type': 'compute.host.down',
+                 'traits': [['monitor_event_id', 1, 'old-0']]}
+        arrivals.add_events([host, tenant, other], 1.0)
+        arrivals.add_events([host], 2.0)
+        figures = arrivals.figures(1)
+        self.assertEqual(1, figures['received'])
+        self.assertEqual(1, figures['duplicates'])
+        self.assertEqual({'events_received': 2, 'event_duplicates': 1,
+                          'events_per_s': 2.0}, arrivals.event_figures())
+
+
 class TestB5OnFake(base.TestCase):
 
     def test_result_shape(self):
@@ -54,9 +86,21 @@ class TestB5OnFake(base.TestCase):
         self.assertEqual(data['fake_throughput_per_s'],
                          data['throughput_per_s'])
         self.assertEqual([], data['rabbit_runs'])
-        cpu = data['fake_runs'][0]['cpu_percent_of_one_core']
-        self.assertEqual({'bench (inspector + publisher)', 'consumer'},
-                         set(cpu))
+        run = data['fake_runs'][0]
+        cpu = run['cpu_percent_of_one_core']
+        self.assertEqual({'bench (inspector + publisher + listener)',
+                          'consumer'}, set(cpu))
+        # Every event of a report reached the bus's far end: a down
+        # report is its host event, its tenant's and one per instance;
+        # an up report, its host event and its tenant's.
+        self.assertEqual(0, data['event_duplicates'])
+        self.assertGreaterEqual(data['events_received'], 2 * data['sent'])
+        self.assertGreater(run['events_per_s'], run['throughput_per_s'])
+        # The alarms fire on their transitions only (repeat_actions:
+        # false): once per host and state, whatever the reports.
+        self.assertEqual(min(data['sent'], 40), data['webhooks_expected'])
+        self.assertEqual(data['webhooks_expected'], data['webhooks'])
+        self.assertEqual(0, data['webhook_duplicates'])
         out = io.StringIO()
         harness.write_json([result], out)
         self.assertEqual(data['sent'], json.loads(out.getvalue())['sent'])
