@@ -74,6 +74,23 @@ TRAIT_TYPE_NAMES: dict[TraitType, str] = {
 }
 
 
+#: The ISO 8601 forms of times already formatted, by ``id()``, with the
+#: time itself (held, so that its id is not reused while it is here).
+Times = dict[int, tuple[datetime.datetime, str]]
+
+
+def isoformat(value: datetime.datetime, times: Times | None = None) -> str:
+    """``value.isoformat()``, once per time object given ``times``."""
+    if times is None:
+        return value.isoformat()
+    known = times.get(id(value))
+    if known is not None and known[0] is value:
+        return known[1]
+    text = value.isoformat()
+    times[id(value)] = (value, text)
+    return text
+
+
 def parse_datetime(value: str | datetime.datetime) -> datetime.datetime:
     """Parse an ISO 8601 time as a naive UTC datetime, Ceilometer's way."""
     if isinstance(value, datetime.datetime):
@@ -119,11 +136,14 @@ class Trait:
         dtype = TraitType(dtype)
         return cls(name, dtype, convert_trait_value(dtype, value))
 
-    def serialize(self) -> list:
-        """Return the ``[name, dtype, value]`` triple Ceilometer sends."""
+    def serialize(self, times: Times | None = None) -> list:
+        """Return the ``[name, dtype, value]`` triple Ceilometer sends.
+
+        :param times: see :meth:`Event.serialize`
+        """
         value = self.value
         if isinstance(value, datetime.datetime):
-            value = value.isoformat()
+            value = isoformat(value, times)
         return [self.name, int(self.dtype), value]
 
     @classmethod
@@ -224,13 +244,19 @@ class Event:
         """Return the traits as a plain ``{name: value}`` dict."""
         return {t.name: t.value for t in self.traits}
 
-    def serialize(self) -> dict:
-        """Return the dict Ceilometer puts on the bus for this event."""
+    def serialize(self, times: Times | None = None) -> dict:
+        """Return the dict Ceilometer puts on the bus for this event.
+
+        :param times: shared by the events of one batch (a fresh dict per
+            batch), so that each time object is formatted once: the
+            events fanned out of a host event share its times, and
+            formatting a time costs more than the rest of a trait
+        """
         return {
             'message_id': self.message_id,
             'event_type': self.event_type,
-            'generated': self.generated.isoformat(),
-            'traits': [t.serialize() for t in self.traits],
+            'generated': isoformat(self.generated, times),
+            'traits': [t.serialize(times) for t in self.traits],
             'raw': self.raw,
         }
 

@@ -147,8 +147,12 @@ def verify_signature(message: dict, secret: str | None) -> bool:
 
 
 def message_from_event(event: event_model.Event,
-                       secret: str | None) -> dict:
-    """Serialise and sign an event for the bus, as Ceilometer does."""
-    message = event.serialize()
+                       secret: str | None,
+                       times: event_model.Times | None = None) -> dict:
+    """Serialise and sign an event for the bus, as Ceilometer does.
+
+    :param times: see :meth:`doctor_plugin.event.Event.serialize`
+    """
+    message = event.serialize(times)
     message['message_signature'] = compute_signature(message, secret)
     return message

@@ -207,7 +207,8 @@ class _MessagingTarget(base.Plugin):
         Each carries the message_id it is sent with every time, and the
         message_id of its (first) event as its idempotency key.
         """
-        payload = [signing.message_from_event(e, self.secret)
+        times: event_model.Times = {}
+        payload = [signing.message_from_event(e, self.secret, times)
                    for e in events]
         prepared = [_message(_EVENTS, 'sample', 'event', payload,
                              events[0].message_id, len(events))]
