@@ -154,7 +154,7 @@ class Outbox:
                 target=notifier.url, event_id=prepared.event_id,
                 label=prepared.label, payload=prepared.payload,
                 deadline=deadline, created=now, next_attempt=now,
-                owner=self.owner))
+                owner=self.owner, decoded=prepared.decoded))
         if not made:
             return []
         with self._lock:
@@ -251,6 +251,8 @@ class Outbox:
 
     def _failed(self, d: store_mod.Delivery, exc: Exception) -> bool:
         d.attempts += 1
+        # A retry sends what was recorded.
+        d.decoded = None
         d.last_error = (str(exc) if isinstance(exc, exceptions.
                                                DoctorPluginError)
                         else f'{type(exc).__name__}: {exc}')

@@ -36,6 +36,11 @@ class Prepared(typing.NamedTuple):
     #: What logs call it (an alarm's name).
     label: str
     payload: bytes
+    #: ``payload`` as ``send`` would decode it, when the plugin has it in
+    #: memory: not recorded. The first attempt, in the process that
+    #: encoded it, sends it instead of decoding ``payload`` again; it
+    #: must not be changed once ``payload`` is made of it.
+    decoded: typing.Any = None
 
 
 @typing.runtime_checkable
@@ -62,7 +67,9 @@ class Recordable(typing.Protocol):
     def send(self, prepared: typing.Any) -> None:
         """Send one payload of :meth:`encode`, or its recorded copy.
 
-        ``prepared`` has ``payload``, ``event_id`` and ``label``.
+        ``prepared`` has ``payload``, ``event_id`` and ``label``, and
+        ``decoded`` (None when only the recorded copy is known, as after
+        a restart or a failed attempt).
 
         :raises doctor_plugin.exceptions.DeliveryError: if the target could
             not be reached or refused it

@@ -123,6 +123,11 @@ class Delivery:
     status: str = PENDING
     created: float = 0.0
     owner: str = ''
+    #: :attr:`~doctor_plugin.delivery.recordable.Prepared.decoded`, not
+    #: recorded; None once an attempt failed, so that retries send the
+    #: recorded copy.
+    decoded: typing.Any = dataclasses.field(default=None, repr=False,
+                                            compare=False)
 
 
 class IdClock:

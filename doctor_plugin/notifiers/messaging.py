@@ -221,7 +221,11 @@ class _MessagingTarget(base.Plugin):
 
     def send(self, prepared: typing.Any) -> None:
         item = prepared
-        message = jsonutils.loads(item.payload)
+        # The first attempt has the message it recorded: decoding the
+        # batch again cost a tenth of the inspector's CPU in B5.
+        message = getattr(item, 'decoded', None)
+        if message is None:
+            message = jsonutils.loads(item.payload)
         sender = (self.event_sender if message['to'] == _EVENTS
                   else self.notification_sender)
         if sender is None:
@@ -309,13 +313,13 @@ _EVENTS, _NOTIFICATIONS = 'events', 'notifications'
 
 def _message(to: str, priority: str, event_type: str, payload: typing.Any,
              event_id: str, count: int) -> recordable.Prepared:
+    message = {'to': to, 'priority': priority, 'event_type': event_type,
+               'payload': payload, 'count': count,
+               'message_id': str(uuid.uuid4())}
     return recordable.Prepared(
         key=to, event_id=event_id,
         label=f'{count} event(s) as {event_type!r}',
-        payload=jsonutils.dump_as_bytes({
-            'to': to, 'priority': priority, 'event_type': event_type,
-            'payload': payload, 'count': count,
-            'message_id': str(uuid.uuid4())}))
+        payload=jsonutils.dump_as_bytes(message), decoded=message)
 
 
 def notification_payload(event: event_model.Event) -> dict:

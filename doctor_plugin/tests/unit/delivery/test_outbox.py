@@ -362,6 +362,34 @@ class TestBusDeliveries(OutboxTestCase):
         self.assertEqual(('sample', 'event'), (priority, event_type))
         self.assertEqual(ev.message_id, payload[0]['message_id'])
 
+    def test_first_attempt_sends_what_it_recorded_retries_the_record(self):
+        self.set_opts(transport_url='fake://')
+        pipe = self.make_pipeline('messaging://?topic=t&notification_topic=')
+        sent = []
+        failures = [oslo_messaging.MessageDeliveryFailure('broker away')]
+
+        def send(sender, *args):
+            sent.append(args)
+            if failures:
+                raise failures.pop()
+
+        with mock.patch.object(messaging_notifier._TopicSender, 'send',
+                               send), \
+                mock.patch.object(messaging_notifier.jsonutils, 'loads',
+                                  wraps=messaging_notifier.jsonutils.loads
+                                  ) as loads:
+            ev = host_event()
+            self.assertEqual({}, pipe.publish([ev]))
+            # The first attempt decoded nothing; it failed.
+            self.assertEqual(1, len(sent))
+            loads.assert_not_called()
+            self.assertTrue(self.wait_for(lambda: len(sent) == 2))
+            self.assertTrue(self.wait_for(lambda: not self.rows()))
+        # The retry sent the recorded copy, the same message.
+        self.assertEqual(1, loads.call_count)
+        self.assertEqual(sent[0], sent[1])
+        self.assertEqual(ev.message_id, sent[1][2][0]['message_id'])
+
 
 class TestListenerAcknowledgement(OutboxTestCase):
 
