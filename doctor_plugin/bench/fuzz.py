@@ -49,7 +49,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -63,6 +62,7 @@ import yaml
 from doctor_plugin.bench import harness
 from doctor_plugin.testing import childproc
 from doctor_plugin.testing import consumer as consumer_mod
+from doctor_plugin.testing import services
 
 #: Inputs of a full R4 run (``--trials`` overrides).
 R4_INPUTS = 10000
@@ -96,12 +96,6 @@ _CONTENT_TYPES = ('application/json', 'application/json',
 _LOG_ERROR = re.compile(r' (ERROR|CRITICAL) |Traceback \(most recent call')
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 class LiveInspector:
     """A ``doctor-plugin-inspector`` process and the consumer it posts to.
 
@@ -112,7 +106,7 @@ class LiveInspector:
         self.log = log
         self.run_id = uuid.uuid4().hex[:8]
         self.dir = tempfile.mkdtemp(prefix=f'doctor-r4-{self.run_id}-')
-        self.port = _free_port()
+        self.port = services.free_port()
         self.url = f'http://127.0.0.1:{self.port}'
         self.secret = secrets.token_hex(16)
         self.log_path = os.path.join(self.dir, 'inspector.log')

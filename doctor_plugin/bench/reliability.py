@@ -59,6 +59,7 @@ from doctor_plugin import opts
 from doctor_plugin.testing import broker
 from doctor_plugin.testing import childproc
 from doctor_plugin.testing import consumer as consumer_mod
+from doctor_plugin.testing import services
 
 TENANTS = 10
 R1_EVENTS = 10000
@@ -73,13 +74,6 @@ BROKER_DOWN = 5.0
 R3_CONSUMER_DELAY = 0.05
 #: The longest a scenario waits for the last alarm.
 SETTLE_TIMEOUT = 180.0
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 class Counter:
@@ -155,8 +149,8 @@ class Chain:
         self.topic = f'doctor-rel-{self.run_id}'
         self.pool = f'{self.topic}-inspector'
         self.exchange = f'doctor-rel-{self.run_id}'
-        self.port = free_port()
-        self.consumer_port = consumer_port or free_port()
+        self.port = services.free_port()
+        self.consumer_port = consumer_port or services.free_port()
         self.counter = Counter()
         self.consumer: consumer_mod.ConsumerServer | None = None
         self.proc: subprocess.Popen | None = None

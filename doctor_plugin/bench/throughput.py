@@ -81,6 +81,7 @@ from doctor_plugin import opts
 from doctor_plugin.testing import broker
 from doctor_plugin.testing import childproc
 from doctor_plugin.testing import consumer as consumer_mod
+from doctor_plugin.testing import services
 
 HOSTS = 1000
 VMS_PER_HOST = 2
@@ -455,7 +456,7 @@ class Worker:
     """One ``doctor-plugin-inspector`` process of the pool."""
 
     def __init__(self, workload: Workload) -> None:
-        self.port = reliability.free_port()
+        self.port = services.free_port()
         self.conf_file = workload.write_conf(self.port)
         self.log = open(self.conf_file[:-len('.conf')] + '.log', 'w')
         self.proc: subprocess.Popen | None = None
@@ -562,7 +563,7 @@ def _fake_runs(consumer: consumer_mod.ConsumerProcess, dispatch: Dispatch,
     inspector = None
     bus = None
     try:
-        conf = workload.conf(workload.write_conf(reliability.free_port()))
+        conf = workload.conf(workload.write_conf(services.free_port()))
         # The inspector's transport: fake:// is one process's memory.
         bus = BusCounter(messaging.get_transport(conf),
                          workload.events_topic).start()

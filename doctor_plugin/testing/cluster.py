@@ -32,7 +32,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -215,7 +214,7 @@ class InspectorCluster:
         self.database = services.FreshDatabase(database_server_url,
                                                'doctor_ha')
         self.consumer: consumer_mod.ConsumerServer | None = None
-        self.consumer_port = _free_port()
+        self.consumer_port = services.free_port()
         self.nova: nova_mod.NovaStandIn | None = None
         self.members: list[Member] = []
         self._session = requests.Session()
@@ -236,7 +235,7 @@ class InspectorCluster:
             for i in range(self.size):
                 proxy = tcpproxy.TcpProxy(redis_host, redis_port).start()
                 member = Member(i, os.path.join(self.dir, f'ctl-{i}.conf'),
-                                _free_port(), proxy,
+                                services.free_port(), proxy,
                                 os.path.join(self.dir, f'ctl-{i}.log'))
                 self._write_member_conf(member)
                 self.members.append(member)
@@ -427,9 +426,3 @@ class InspectorCluster:
                 broker.listener_queue_names([self.topic]) + [self.pool])
         messaging.cleanup()
         shutil.rmtree(self.dir, ignore_errors=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]

@@ -37,6 +37,13 @@ TRANSPORT_URL = os.environ.get('DOCTOR_PLUGIN_TEST_TRANSPORT_URL',
                                'rabbit://guest:guest@127.0.0.1:5672/')
 
 
+def free_port(host: str = '127.0.0.1') -> int:
+    """A port of ``host`` that nothing listens on now (refused until bound)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
 _SERVICES = {
     # name: (url, default port, the variable that moves it)
     'Redis': (REDIS_URL, 6379, 'DOCTOR_PLUGIN_TEST_REDIS_URL'),

@@ -13,7 +13,6 @@
 """Base classes for doctor_plugin's tests."""
 
 import os
-import socket
 import time
 import typing
 
@@ -22,13 +21,12 @@ from oslotest import base
 
 from doctor_plugin.common import profiler
 from doctor_plugin.testing import config
+from doctor_plugin.testing import services
 
 
 def closed_port() -> int:
     """A loopback port nothing listens on (connections are refused)."""
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
+    return services.free_port()
 
 
 def wait_until(predicate: typing.Callable[[], typing.Any],

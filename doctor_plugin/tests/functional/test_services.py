@@ -15,7 +15,6 @@
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,13 +26,11 @@ import yaml
 from doctor_plugin.monitors import base as monitor_base
 from doctor_plugin.testing import broker
 from doctor_plugin.testing import consumer as consumer_mod
+from doctor_plugin.testing import services
 from doctor_plugin.tests.functional import base
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+free_port = services.free_port
 
 
 class TestServices(base.FunctionalTestCase):

@@ -14,7 +14,6 @@
 
 import logging
 import os
-import socket
 
 import fixtures
 
@@ -26,11 +25,7 @@ from doctor_plugin.tests import base
 from doctor_plugin.tests import notifications
 
 
-def closed_port():
-    """A loopback port nothing listens on (connections are refused)."""
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
+closed_port = base.closed_port
 
 
 def document(**overrides):

@@ -18,7 +18,6 @@ import fnmatch
 import json
 import os
 import random
-import socket
 import threading
 import time
 from unittest import mock
@@ -38,11 +37,7 @@ from doctor_plugin.tests import base
 DETECTED = datetime.datetime(2017, 4, 22, 12, 0, 0)
 
 
-def closed_port():
-    """A loopback port nothing listens on (connections are refused)."""
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
+closed_port = base.closed_port
 
 
 def make_event(event_type='compute.host.down', project_id='tenant-a',

@@ -14,7 +14,6 @@
 
 import io
 import json
-import socket
 
 import requests
 import webob
@@ -31,11 +30,7 @@ from doctor_plugin.topology import hosts as topology
 from doctor_plugin.transformers import host_events
 
 
-def closed_port():
-    """A loopback port nothing listens on (connections are refused)."""
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
+closed_port = base.closed_port
 
 
 def doctor_body(host='compute-1', event_id='monitor_sample_event1'):

@@ -14,7 +14,6 @@
 
 import datetime
 import os
-import socket
 import threading
 
 import fixtures
@@ -34,11 +33,7 @@ TEXT = event_model.TraitType.TEXT
 INT = event_model.TraitType.INT
 
 
-def closed_port():
-    """A loopback port nothing listens on (connections are refused)."""
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
+closed_port = base.closed_port
 
 
 def host_event(event_type='compute.host.down', host='compute-1',

@@ -82,11 +82,7 @@ class Listener:
         self._thread.join(2)
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
+free_port = test_base.closed_port
 
 
 wait_until = test_base.wait_until

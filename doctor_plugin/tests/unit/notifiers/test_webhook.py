@@ -116,10 +116,7 @@ class StubServer(http.server.ThreadingHTTPServer):
         return 'http://127.0.0.1:%d' % self.server_address[1]
 
 
-def closed_port():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
+closed_port = base.closed_port
 
 
 class WebhookTestCase(base.TestCase):
