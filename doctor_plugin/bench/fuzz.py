@@ -209,13 +209,8 @@ webhook_timeout = 2.0
         return None if arrived is None else arrived - started
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            childproc.stop_process(self.proc, 30)
         self.consumer.stop()
         if self._log_file is not None:
             self._log_file.close()

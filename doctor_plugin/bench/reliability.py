@@ -231,13 +231,8 @@ webhook_timeout = 2.0
         self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            childproc.stop_process(self.proc, 30)
         if self.consumer is not None:
             self.consumer.stop()
         for log in self.log_files:

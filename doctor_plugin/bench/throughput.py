@@ -59,7 +59,6 @@ import dataclasses
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -466,13 +465,8 @@ class Worker:
             self.conf_file, f'http://127.0.0.1:{self.port}', self.log)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            childproc.stop_process(self.proc, 30)
         self.log.close()
 
 

@@ -127,14 +127,8 @@ class ChildServer:
         Its output stays readable: what it printed before exiting can
         still be taken from :meth:`lines`.
         """
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout)
+        if self.proc is not None:
+            stop_process(self.proc, timeout, kill_wait=timeout)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Terminate it and release its output pipe."""
@@ -144,6 +138,22 @@ class ChildServer:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self.proc = None
+
+
+def stop_process(proc: subprocess.Popen, timeout: float,
+                 kill_wait: float = 5.0) -> None:
+    """SIGTERM ``proc`` if it runs; SIGKILL it after ``timeout`` seconds.
+
+    :param kill_wait: how long to wait for it to die once killed
+    """
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(kill_wait)
 
 
 def start_inspector(conf_file: str, url: str, log: typing.IO
