@@ -46,6 +46,7 @@ import typing
 
 from doctor_plugin.bench import harness
 from doctor_plugin import exceptions
+from doctor_plugin.testing import poll
 
 B1_TRIALS = 100
 B1_VMS = 10
@@ -162,21 +163,12 @@ def _b1_trials(cluster: typing.Any, trials: int, warmup: int,
         reply = cluster.report(host, target)
         if reply.status_code != 200:
             continue
-        if not _wait(lambda: cluster.alarms.count_of_host[host] >= wanted,
-                     10.0):
+        if not cluster.alarms.wait(
+                lambda: cluster.alarms.count_of_host[host] >= wanted, 10.0):
             continue
         if i >= warmup:
             samples.append((cluster.alarms.last_at[host] - started) * 1000)
     return samples
-
-
-def _wait(predicate: typing.Callable[[], bool], timeout: float) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.0005)
-    return predicate()
 
 
 # R5 and R6.
@@ -284,7 +276,9 @@ def _run_loss(scenario: str, fault: str, options: harness.BenchOptions,
         reported |= set(flow.sent)
         cluster.alarms.wait_hosts(reported, R_SETTLE_S)
         # The fix-up follows the tenants' alarms by a few milliseconds.
-        _wait(lambda: all(cluster.force_downs()[h] for h in reported), 10)
+        poll.wait_until(
+            lambda: all(cluster.force_downs()[h] for h in reported), 10,
+            0.05)
         lost = sorted((reported - set(cluster.alarms.first_at))
                       | set(flow.failed))
         double_fixups = cluster.fixed_up_twice()
@@ -342,7 +336,8 @@ def _trial(cluster: typing.Any, victim: typing.Any, fault: str,
             reported.add(host)
     finally:
         direct.close()
-    _wait(lambda: all(cluster.force_downs()[h] for h in before), 10)
+    poll.wait_until(
+        lambda: all(cluster.force_downs()[h] for h in before), 10, 0.05)
     if fault == 'kill':
         t_loss = victim.kill()
     else:

@@ -109,14 +109,9 @@ class Counter:
             return len(self.ids_of_host)
 
     def wait_hosts(self, count: int, timeout: float) -> bool:
-        end = time.monotonic() + timeout
         with self.lock:
-            while len(self.ids_of_host) < count:
-                left = end - time.monotonic()
-                if left <= 0:
-                    return False
-                self.lock.wait(min(left, 1.0))
-        return True
+            return self.lock.wait_for(
+                lambda: len(self.ids_of_host) >= count, timeout)
 
     def figures(self, sent: int) -> dict[str, int]:
         with self.lock:

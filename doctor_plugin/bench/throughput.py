@@ -196,14 +196,9 @@ class Arrivals:
 
     def wait_for(self, count: int, timeout: float) -> bool:
         """Wait until ``count`` reports have their webhook, or timeout."""
-        end = time.monotonic() + timeout
         with self.cond:
-            while len(self.by_id) < count:
-                left = end - time.monotonic()
-                if left <= 0:
-                    return False
-                self.cond.wait(min(left, 0.5))
-        return True
+            return self.cond.wait_for(lambda: len(self.by_id) >= count,
+                                      timeout)
 
     def figures(self, sent: int) -> dict[str, typing.Any]:
         with self.cond:

@@ -13,14 +13,13 @@
 """Base classes for doctor_plugin's tests."""
 
 import os
-import time
-import typing
 
 import fixtures
 from oslotest import base
 
 from doctor_plugin.common import profiler
 from doctor_plugin.testing import config
+from doctor_plugin.testing import poll
 from doctor_plugin.testing import services
 
 
@@ -29,15 +28,7 @@ def closed_port() -> int:
     return services.free_port()
 
 
-def wait_until(predicate: typing.Callable[[], typing.Any],
-               timeout: float = 1.0, interval: float = 0.005) -> bool:
-    """Poll ``predicate`` until it is true; whether it became true."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
+wait_until = poll.wait_until
 
 
 class TestCase(base.BaseTestCase):

@@ -82,12 +82,7 @@ class OutboxTestCase(base.TestCase):
         return store.find(status)
 
     def wait_for(self, predicate, timeout=5.0):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if predicate():
-                return True
-            time.sleep(0.02)
-        return predicate()
+        return base.wait_until(predicate, timeout, 0.02)
 
 
 class TestRetries(OutboxTestCase):
