@@ -76,6 +76,9 @@ HOST_EVENT_TYPES = frozenset({'compute.host.down', 'compute.host.up',
 #: Host event types whose state the correlation tracks.
 _HOST_STATES = {'compute.host.down': correlation.DOWN,
                 'compute.host.up': correlation.UP}
+#: The host event of each state, for a change known only by its state.
+_EVENT_OF_STATE = {state: event_type
+                   for event_type, state in _HOST_STATES.items()}
 
 
 class Controller(typing.Protocol):
@@ -323,7 +326,7 @@ class Inspector:
         The tenants were told by that member (its deliveries, durable, are
         taken over with the rest); Nova was not.
         """
-        event_type = {v: k for k, v in _HOST_STATES.items()}.get(state)
+        event_type = _EVENT_OF_STATE.get(state)
         if self.controller is None or event_type is None:
             self.cluster.fixed(host, event_id)
             return
