@@ -30,6 +30,7 @@ import doctor_plugin.event
 import doctor_plugin.inspector.api
 import doctor_plugin.inspector.auth
 import doctor_plugin.inspector.correlation
+import doctor_plugin.inspector.detection
 import doctor_plugin.inspector.engine
 import doctor_plugin.inspector.listener
 import doctor_plugin.inspector.service
@@ -66,6 +67,8 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
             doctor_plugin.inspector.service.OPTS,
             doctor_plugin.transformers.alertmanager.OPTS,
             doctor_plugin.transformers.nova_service.OPTS))),
+        (doctor_plugin.inspector.detection.GROUP,
+         doctor_plugin.inspector.detection.OPTS),
         (doctor_plugin.nova.client.GROUP,
          doctor_plugin.nova.client.list_opts()),
         (doctor_plugin.notifiers.webhook.GROUP, list(itertools.chain(

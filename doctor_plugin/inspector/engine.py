@@ -45,6 +45,7 @@ from doctor_plugin.coordination import membership
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.inspector import correlation
+from doctor_plugin.inspector import detection
 from doctor_plugin import pipeline as pipeline_mod
 from doctor_plugin.topology import hosts as topology_mod
 
@@ -146,6 +147,9 @@ class Inspector:
         handles only the hosts it owns, hands the others' reports to
         their owners and claims each change in the shared database. By
         default it works alone.
+    :param power_state: reads a host's power state from its BMC (``'on'``,
+        ``'off'`` or ``'unknown'``), for the ``power_state`` confirming
+        signal of a suspect host; None when no fencer is configured
     """
 
     def __init__(self, conf: cfg.ConfigOpts,
@@ -155,7 +159,9 @@ class Inspector:
                  controller: Controller | None = None,
                  activity: activity_mod.Activity | None = None,
                  context: context_mod.ServiceContext | None = None,
-                 cluster: cluster_mod.Cluster | None = None) -> None:
+                 cluster: cluster_mod.Cluster | None = None,
+                 power_state: typing.Callable[[str], str] | None = None
+                 ) -> None:
         self.conf = conf
         self.pipeline = pipeline
         #: Shared with the pipeline and the notifiers it loaded (the
@@ -175,6 +181,16 @@ class Inspector:
         self.activity = activity or self.context.activity
         self.cluster = cluster or cluster_mod.Cluster(
             membership.Standalone('inspector'))
+        self.detection = detection.Corroboration(
+            conf, power_state=power_state is not None)
+        self._power_state = power_state
+        self._stopping = threading.Event()
+        self._expiry: threading.Thread | None = None
+        if self.detection.corroborating and self.detection.suspect_timeout:
+            self._expiry = threading.Thread(
+                target=self._expire_suspicions, daemon=True,
+                name='doctor-suspect-expiry')
+            self._expiry.start()
 
     def process(self, events: typing.Sequence[event_model.Event],
                 handed_over: bool = False) -> list[event_model.Event]:
@@ -213,6 +229,7 @@ class Inspector:
         shared database, not a stale memory, says what state they are in.
         """
         self.hosts.retain(self.cluster.membership.owns)
+        self.detection.forget(self.cluster.membership.owns)
 
     def _process(self, events: typing.Sequence[event_model.Event],
                  correlate: bool) -> list[event_model.Event]:
@@ -220,6 +237,8 @@ class Inspector:
         fresh: list[event_model.Event] = []
         seen: set[str] = set()
         claimed: list[tuple[str, str, claims_mod.Previous | None]] = []
+        #: Bus-only events of the corroboration (suspicion changes).
+        side: list[event_model.Event] = []
         for ev in events:
             if ev.message_id in seen or ev.message_id in self._recent:
                 LOG.info('Ignoring repeated event %s', ev.message_id)
@@ -227,6 +246,14 @@ class Inspector:
             seen.add(ev.message_id)
             fault_id = ev.trait('monitor_event_id')
             self.timeline.mark(fault_id, 'T06')
+            if correlate:
+                verdict = self.detection.observe(ev)
+                side.extend(verdict.publish)
+                if verdict.query_power:
+                    self._query_power(verdict.query_power)
+                if verdict.forward is None:
+                    continue
+                ev = verdict.forward
             state = _HOST_STATES.get(ev.event_type)
             host = ev.trait('host') if state else None
             if (correlate and host and state
@@ -249,7 +276,7 @@ class Inspector:
                 claimed.append((host, ev.message_id, previous))
             fresh.append(ev)
         fresh = [self._with_project(ev) for ev in fresh]
-        out: list[event_model.Event] = []
+        out: list[event_model.Event] = list(side)
         affected: dict[str, tuple[topology_mod.Instance, ...]] = {}
         failed_hosts: list[tuple[event_model.Event,
                                  tuple[topology_mod.Instance, ...]]] = []
@@ -469,7 +496,49 @@ class Inspector:
                 event_model.Trait('project_id', text, inst.project_id)],
             raw={}) for inst in instances]
 
+    def _query_power(self, host: str) -> None:
+        """Read ``host``'s power state; off confirms its suspicion."""
+        reader = self._power_state
+        if reader is None:
+            return
+
+        def query() -> None:
+            state = reader(host)
+            LOG.info('Suspect host %s: its BMC says power %s', host, state)
+            if state != 'off':
+                return
+            verdict = self.detection.confirm(host, detection.POWER_STATE)
+            if verdict.forward is not None:
+                self._handle_confirmed(verdict.forward)
+
+        threading.Thread(target=query, daemon=True,
+                         name=f'doctor-power-{host}').start()
+
+    def _handle_confirmed(self, ev: event_model.Event) -> None:
+        """Act on a failure a signal confirmed after its report."""
+        try:
+            with self.activity:
+                self._process([ev], correlate=True)
+        except exceptions.DeliveryError as exc:
+            LOG.error('Could not publish the confirmed failure of host %s: '
+                      '%s', ev.trait('host'), exc)
+
+    def _expire_suspicions(self) -> None:
+        """Clear suspicions no standing report keeps, until closed."""
+        step = min(1.0, self.detection.suspect_timeout / 10)
+        while not self._stopping.wait(step):
+            cleared = self.detection.expire()
+            if not cleared:
+                continue
+            try:
+                with self.activity:
+                    self._publish(cleared, ())
+            except exceptions.DeliveryError as exc:
+                LOG.error('Could not publish %d cleared suspicion(s): %s',
+                          len(cleared), exc)
+
     def close(self) -> None:
+        self._stopping.set()
         self.hosts.close()
 
 

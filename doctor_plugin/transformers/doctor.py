@@ -47,13 +47,14 @@ from doctor_plugin.transformers import payload as checks
 LOG = logging.getLogger(__name__)
 
 #: The ``type`` values Doctor's inspector API defines.
-SUPPORTED_TYPES = ('compute.host.down',)
+SUPPORTED_TYPES = ('compute.host.down',
+                   *host_events.MONITOR_STATUSES)
 
 #: ``details`` keys that must be present, each a non-empty string.
 REQUIRED_DETAILS = ('hostname', 'status', 'monitor', 'monitor_event_id')
 
 #: ``details`` keys copied to traits of the same name when present.
-OPTIONAL_DETAILS = ('source', 'cause', 'severity', 'monitor_id')
+OPTIONAL_DETAILS = ('source', 'cause', 'severity', 'monitor_id', 'planes')
 
 
 def _required(container: dict, key: str, path: str,
@@ -155,13 +156,18 @@ class DoctorEventTransformer(base.TransformerBase):
             for key in REQUIRED_DETAILS
         }
         status = values['status']
-        if status not in host_events.EVENT_TYPE_BY_STATUS:
+        statuses = host_events.MONITOR_STATUSES.get(
+            event_type, tuple(host_events.EVENT_TYPE_BY_STATUS))
+        if status not in statuses:
             raise exceptions.InvalidPayload(
                 f'{details_path}.status',
-                f"must be 'down' or 'up', got {checks.shown(status)}")
+                f"must be {' or '.join(repr(s) for s in statuses)} for "
+                f"{event_type!r}, got {checks.shown(status)}")
 
         extra = {key: checks.check_text(details[key], f'{details_path}.{key}')
                  for key in OPTIONAL_DETAILS if key in details}
         return host_events.host_event(
             values['hostname'], status, values['monitor'],
-            values['monitor_event_id'], detected, generated, extra, element)
+            values['monitor_event_id'], detected, generated, extra, element,
+            event_type if event_type in host_events.MONITOR_STATUSES
+            else None)

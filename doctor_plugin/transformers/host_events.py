@@ -33,6 +33,15 @@ EVENT_TYPE_BY_STATUS = {
     'up': 'compute.host.up',
 }
 
+#: A monitor's reports that are not a host's failure or recovery: a host
+#: silent on some heartbeat planes only (degraded, restored), and the
+#: monitor itself cut off from every host it watches (isolated,
+#: connected). The reported type → its statuses.
+MONITOR_STATUSES = {
+    'compute.host.degraded': ('degraded', 'restored'),
+    'doctor.monitor.isolated': ('isolated', 'connected'),
+}
+
 #: Namespace of :func:`detection_id`. Never change it: every id would too.
 DETECTION_NAMESPACE = uuid.UUID('5c53d5bf-b67d-4999-b85f-43b5785a8215')
 
@@ -53,14 +62,15 @@ def detection_id(monitor: str, monitor_event_id: str, host: str,
 
 def host_event(host: str, status: str, monitor: str, monitor_event_id: str,
                detected: datetime.datetime, generated: datetime.datetime,
-               extra: typing.Mapping[str, str], raw: dict
-               ) -> event_model.Event:
+               extra: typing.Mapping[str, str], raw: dict,
+               event_type: str | None = None) -> event_model.Event:
     """The host event of one detection, whatever reported it.
 
-    ``compute.host.down`` or ``compute.host.up`` after ``status``, with
-    traits ``host``, ``status``, ``monitor``, ``monitor_event_id``,
-    ``time`` (when it was detected) and the text traits of ``extra``; the
-    message id is :func:`detection_id`.
+    ``compute.host.down`` or ``compute.host.up`` after ``status`` (or
+    ``event_type``, one of :data:`MONITOR_STATUSES`), with traits
+    ``host``, ``status``, ``monitor``, ``monitor_event_id``, ``time``
+    (when it was detected) and the text traits of ``extra``; the message
+    id is :func:`detection_id`.
     """
     traits = [
         event_model.Trait.of('host', _TEXT, host),
@@ -73,7 +83,7 @@ def host_event(host: str, status: str, monitor: str, monitor_event_id: str,
                   for key, value in extra.items())
     return event_model.Event(
         message_id=detection_id(monitor, monitor_event_id, host, status),
-        event_type=EVENT_TYPE_BY_STATUS[status],
+        event_type=event_type or EVENT_TYPE_BY_STATUS[status],
         generated=generated,
         traits=traits,
         raw=raw)

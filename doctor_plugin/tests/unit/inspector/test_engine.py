@@ -97,8 +97,10 @@ class InspectorTestCase(base.TestCase):
         self.recorder = notifications.BatchRecorder()
         if record:
             pipe.notifiers['log://'] = self.recorder
-        return engine.Inspector(self.conf, pipe, self.topology,
-                                self.timeline)
+        inspector = engine.Inspector(self.conf, pipe, self.topology,
+                                     self.timeline)
+        self.addCleanup(inspector.close)
+        return inspector
 
 
 class TestFanOut(InspectorTestCase):

@@ -132,9 +132,55 @@ class TestDoctorEventTransformer(base.TestCase):
             'severity': 'critical',
             'monitor_id': 'monitor-1',
         }, ev.trait_dict())
-        for name in doctor.OPTIONAL_DETAILS:
+        for name in set(doctor.OPTIONAL_DETAILS) - {'planes'}:
             trait = [t for t in ev.traits if t.name == name][0]
             self.assertEqual(TEXT, trait.dtype)
+
+    def test_planes_become_a_trait(self):
+        body = sample_monitor_body()
+        body[0]['details']['planes'] = 'management,tenant'
+        ev = self.transformer.transform(body)[0]
+        self.assertEqual('management,tenant', ev.trait('planes'))
+
+    def test_degraded_host_report(self):
+        body = sample_monitor_body()
+        body[0]['type'] = 'compute.host.degraded'
+        body[0]['details'].update(status='degraded', planes='management',
+                                  monitor_id='mon-1')
+        ev = self.transformer.transform(body)[0]
+        self.assertEqual('compute.host.degraded', ev.event_type)
+        self.assertEqual('degraded', ev.trait('status'))
+        self.assertEqual('management', ev.trait('planes'))
+        body[0]['details']['status'] = 'restored'
+        restored = self.transformer.transform(body)[0]
+        self.assertEqual('compute.host.degraded', restored.event_type)
+        self.assertNotEqual(ev.message_id, restored.message_id)
+
+    def test_isolated_monitor_report(self):
+        body = sample_monitor_body()
+        body[0]['type'] = 'doctor.monitor.isolated'
+        body[0]['details'].update(status='isolated', hostname='mon-1',
+                                  monitor_id='mon-1')
+        ev = self.transformer.transform(body)[0]
+        self.assertEqual('doctor.monitor.isolated', ev.event_type)
+        self.assertEqual('isolated', ev.trait('status'))
+        self.assertEqual('mon-1', ev.trait('monitor_id'))
+
+    def test_status_must_fit_the_type(self):
+        body = sample_monitor_body()
+        body[0]['type'] = 'compute.host.degraded'
+        self.assertInvalid(body, '0.details.status',
+                           "must be 'degraded' or 'restored' for "
+                           "'compute.host.degraded', got 'down'")
+        body[0]['type'] = 'doctor.monitor.isolated'
+        self.assertInvalid(body, '0.details.status',
+                           "must be 'isolated' or 'connected' for "
+                           "'doctor.monitor.isolated', got 'down'")
+        body[0]['type'] = 'compute.host.down'
+        body[0]['details']['status'] = 'isolated'
+        self.assertInvalid(body, '0.details.status',
+                           "must be 'down' or 'up' for "
+                           "'compute.host.down', got 'isolated'")
 
     def test_absent_optional_details_give_no_trait(self):
         ev = self.transformer.transform(sample_monitor_body())[0]
@@ -244,9 +290,10 @@ class TestDoctorEventTransformer(base.TestCase):
         body = sample_monitor_body() + vitrage_style_body()
         body[1]['details']['status'] = 'dwn'
         exc = self.assertInvalid(body, '1.details.status',
-                                 "must be 'down' or 'up', got 'dwn'")
-        self.assertEqual("1.details.status: must be 'down' or 'up', "
-                         "got 'dwn'", str(exc))
+                                 "must be 'down' or 'up' for "
+                                 "'compute.host.down', got 'dwn'")
+        self.assertEqual("1.details.status: must be 'down' or 'up' for "
+                         "'compute.host.down', got 'dwn'", str(exc))
 
     # id
 
@@ -267,7 +314,9 @@ class TestDoctorEventTransformer(base.TestCase):
         body = sample_monitor_body()
         del body[0]['type']
         self.assertInvalid(body, '0.type',
-                           "is required (one of 'compute.host.down')")
+                           "is required (one of 'compute.host.down', "
+                           "'compute.host.degraded', "
+                           "'doctor.monitor.isolated')")
 
     def test_type_must_be_a_string(self):
         body = sample_monitor_body()
@@ -355,7 +404,8 @@ class TestDoctorEventTransformer(base.TestCase):
         body = sample_monitor_body()
         body[0]['details']['status'] = 'DOWN'
         self.assertInvalid(body, '0.details.status',
-                           "must be 'down' or 'up', got 'DOWN'")
+                           "must be 'down' or 'up' for "
+                           "'compute.host.down', got 'DOWN'")
 
     def test_optional_details_must_be_strings_when_present(self):
         for key in doctor.OPTIONAL_DETAILS:
