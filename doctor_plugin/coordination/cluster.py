@@ -153,6 +153,27 @@ class Cluster:
                 handle(mine)
             pending.extend(others.values())
 
+    def broadcast(self, events: typing.Sequence[event_model.Event]) -> None:
+        """Hand ``events`` to every other member, as far as it can.
+
+        For what every member must know, not only a host's owner (a
+        monitor that says it is isolated). A member that cannot be
+        reached is logged and skipped: it learns nothing it would act on
+        wrongly, only less.
+        """
+        if not events or self.forwarder is None:
+            return
+        me = self.membership.member_id
+        for member in self.membership.view.members.values():
+            if member.id == me:
+                continue
+            try:
+                self.forwarder.send(member, events)
+            except exceptions.DeliveryError as exc:
+                LOG.warning('Could not tell member %s of %d event(s) every '
+                            'member must know: %s', member.id, len(events),
+                            exc)
+
     def claim(self, host: str, state: str, event_id: str
               ) -> tuple[str, claims_mod.Previous | None]:
         """Whether this member makes ``host``'s change to ``state``.

@@ -213,13 +213,18 @@ class Inspector:
         if handed_over:
             self.cluster.require_lease()
             with self.activity:
-                return self._process(events, correlate=True)
+                return self._process(events, correlate=True,
+                                     handed_over=True)
         published: list[event_model.Event] = []
 
         def handle(batch: list[event_model.Event]) -> None:
             with self.activity:
                 published.extend(self._process(batch, correlate=True))
         self.cluster.dispatch(events, handle)
+        # Every member counts a monitor's reports, so every member must
+        # know that it is isolated.
+        self.cluster.broadcast([ev for ev in events if ev.event_type
+                                == detection.ISOLATED_EVENT_TYPE])
         return published
 
     def owned_hosts_changed(self) -> None:
@@ -232,8 +237,13 @@ class Inspector:
         self.detection.forget(self.cluster.membership.owns)
 
     def _process(self, events: typing.Sequence[event_model.Event],
-                 correlate: bool) -> list[event_model.Event]:
-        """:meth:`process`, holding :attr:`activity` (once)."""
+                 correlate: bool, handed_over: bool = False
+                 ) -> list[event_model.Event]:
+        """:meth:`process`, holding :attr:`activity` (once).
+
+        :param handed_over: the events come from another member; one it
+            broadcast (an isolated monitor) was published there
+        """
         fresh: list[event_model.Event] = []
         seen: set[str] = set()
         claimed: list[tuple[str, str, claims_mod.Previous | None]] = []
@@ -254,6 +264,9 @@ class Inspector:
                 if verdict.forward is None:
                     continue
                 ev = verdict.forward
+                if (handed_over and ev.event_type
+                        == detection.ISOLATED_EVENT_TYPE):
+                    continue
             state = _HOST_STATES.get(ev.event_type)
             host = ev.trait('host') if state else None
             if (correlate and host and state

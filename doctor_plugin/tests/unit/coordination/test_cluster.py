@@ -45,11 +45,15 @@ from doctor_plugin.topology import hosts as topology
 HOSTS = [f'compute-{i}' for i in range(12)]
 
 
-def doctor_report(host, event_id):
+def doctor_report(host, event_id, monitor_id=None, event_type=None,
+                  status='down'):
+    details = {'hostname': host, 'status': status, 'monitor': 'test',
+               'monitor_event_id': event_id}
+    if monitor_id:
+        details['monitor_id'] = monitor_id
     return [{'id': event_id, 'time': '2026-12-04T01:00:00.000000',
-             'type': 'compute.host.down',
-             'details': {'hostname': host, 'status': 'down',
-                         'monitor': 'test', 'monitor_event_id': event_id}}]
+             'type': event_type or 'compute.host.down',
+             'details': details}]
 
 
 class Node:
@@ -101,9 +105,15 @@ class Node:
 
 class ClusterTestCase(coord_base.CoordinationTestCase):
 
+    #: Whether the members corroborate reports (k = 2 of 3).
+    corroborate = False
+
     def setUp(self):
         super().setUp()
         self.set_opts(group='inspector', instance_events=False)
+        if self.corroborate:
+            self.set_opts(group='detection', required_reports=2,
+                          monitors_per_host=3)
         self.secret = chain_mod.use_shared_secret(self.conf)
         url = f"sqlite:///{os.path.join(self.state_path, 'shared.sqlite')}"
         self.store = store_mod.DeliveryStore(url)
@@ -115,9 +125,10 @@ class ClusterTestCase(coord_base.CoordinationTestCase):
         self.session = requests.Session()
         self.addCleanup(self.session.close)
 
-    def report(self, node, host, event_id):
+    def report(self, node, host, event_id, **details):
         return self.session.put(f'{node.url}/events',
-                                json=doctor_report(host, event_id),
+                                json=doctor_report(host, event_id,
+                                                   **details),
                                 headers={'X-Auth-Token': self.secret},
                                 timeout=10)
 
@@ -181,6 +192,40 @@ class TestRouting(ClusterTestCase):
                               'lease': True, 'members': 2,
                               'version': self.a.membership.view.version}},
                          reply.json())
+
+
+class TestCorroborationInACluster(ClusterTestCase):
+
+    corroborate = True
+
+    def test_reports_to_different_members_are_counted_by_the_owner(self):
+        host = self.owned_by(self.b)[0]
+        self.assertEqual(200, self.report(self.a, host, 'e1',
+                                          monitor_id='mon-1').status_code)
+        self.assertEqual([], self.b.hosts_told())
+        self.assertEqual(200, self.report(self.b, host, 'e2',
+                                          monitor_id='mon-2').status_code)
+        self.assertEqual([host], self.b.hosts_told())
+        self.assertEqual([], self.a.hosts_told())
+
+    def test_every_member_learns_of_an_isolated_monitor(self):
+        reply = self.report(self.a, 'mon-1', 'iso', monitor_id='mon-1',
+                            event_type='doctor.monitor.isolated',
+                            status='isolated')
+        self.assertEqual(200, reply.status_code, reply.text)
+        for node in (self.a, self.b):
+            self.assertEqual({'mon-1'}, node.engine.detection.isolated())
+        # Published once, by the member it was reported to.
+        published = [[ev for ev in batch
+                      if ev.event_type == 'doctor.monitor.isolated']
+                     for node in (self.a, self.b)
+                     for batch in node.recorder.batches]
+        self.assertEqual(1, sum(len(b) for b in published))
+        # Its reports no longer count on the owner.
+        host = self.owned_by(self.b)[0]
+        self.report(self.a, host, 'e1', monitor_id='mon-1')
+        self.report(self.a, host, 'e2', monitor_id='mon-2')
+        self.assertEqual([], self.b.hosts_told())
 
 
 class TestTakeOverRoute(ClusterTestCase):
