@@ -74,17 +74,25 @@ class _Pipe:
 
 
 class TcpProxy:
-    """Relay ``127.0.0.1:<port>`` to ``upstream_host:upstream_port``."""
+
+    """Relay ``127.0.0.1:<port>`` to ``upstream_host:upstream_port``.
+
+    :param listener: a listening socket to relay from instead of a new one
+        on ``listen_host`` (a free port): one bound in another network
+        namespace, for instance; the proxy closes it when it stops
+    """
 
     def __init__(self, upstream_host: str, upstream_port: int,
                  listen_host: str = '127.0.0.1',
-                 connect_timeout: float = 2.0) -> None:
+                 connect_timeout: float = 2.0,
+                 listener: socket.socket | None = None) -> None:
         self.upstream = (upstream_host, int(upstream_port))
         self.listen_host = listen_host
         self.connect_timeout = connect_timeout
         self.mode: str | None = None
         self.accepted = 0
         self._listener: socket.socket | None = None
+        self._given_listener = listener
         self._selector = selectors.DefaultSelector()
         self._pipes: dict[socket.socket, _Pipe] = {}
         # Accepted while cut off: held, unread, until restored or stopped.
@@ -112,10 +120,12 @@ class TcpProxy:
                 self._held)
 
     def start(self) -> TcpProxy:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((self.listen_host, 0))
-        listener.listen(128)
+        listener = self._given_listener
+        if listener is None:
+            listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind((self.listen_host, 0))
+            listener.listen(128)
         listener.setblocking(False)
         self._listener = listener
         self._selector.register(listener, selectors.EVENT_READ, 'accept')
