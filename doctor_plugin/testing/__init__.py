@@ -33,6 +33,9 @@ on demand. This package is public, as oslo.messaging ships its
 :mod:`doctor_plugin.testing.chain`
     The whole chain (inspector, bus, alarms, consumer, Nova) put together,
     as the demo, the benchmark and the functional tests run it.
+:mod:`doctor_plugin.testing.netns`
+    Machines in network namespaces, joined by one bridge per network
+    plane, whose links a test sets down or makes lossy (needs root).
 
 The services never import this package (a unit test checks it); it
 needs nothing beyond the runtime's requirements.
