@@ -151,7 +151,7 @@ class _Senders:
             child.stop()
 
 
-def _cpu_hogs(seconds: float) -> list[subprocess.Popen]:
+def cpu_hogs(seconds: float) -> list[subprocess.Popen]:
     """Keep every CPU busy for ``seconds`` (bounded: they exit then)."""
     code = ('import time\nend = time.monotonic() + %f\n'
             'while time.monotonic() < end:\n    pass\n' % seconds)
@@ -211,7 +211,7 @@ def run_b2(options: typing.Any,
         time.sleep(soak_detection.monitor.grace + 1.0)
         assert soak_detection.monitor.detector is not None  # it runs
         seen = len(soak_detection.monitor.detector.hosts)
-        hogs = _cpu_hogs(soak)
+        hogs = cpu_hogs(soak)
         time.sleep(soak)
         false_positives = sum(1 for r in soak_detection.reports
                               if r.status == 'down')

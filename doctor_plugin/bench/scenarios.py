@@ -28,6 +28,7 @@ from doctor_plugin.bench import cluster
 from doctor_plugin.bench import detection
 from doctor_plugin.bench import harness
 from doctor_plugin.bench import memory
+from doctor_plugin.bench import partitions
 from doctor_plugin.bench import poison
 from doctor_plugin.bench import reliability
 from doctor_plugin.bench import startup
@@ -400,6 +401,9 @@ SCENARIOS: dict[str, typing.Callable[..., harness.ScenarioResult]] = {
     'B6': run_b6,
     'B7': memory.run_b7,
     'B8': throughput.run_b8,
+    'B9': partitions.run_b9,
+    'B10': partitions.run_b10,
+    'B11': partitions.run_b11,
     'R1': reliability.run_r1,
     'R2': reliability.run_r2,
     'R3': reliability.run_r3,
