@@ -54,6 +54,16 @@ def command(module: str, *args: str) -> list[str]:
     return [sys.executable, '-m', RUNNER, module, *args]
 
 
+def console(name: str, *args: str) -> list[str]:
+    """The console script ``doctor-plugin-<name>`` with ``args``, as run.
+
+    :param name: its module in :mod:`doctor_plugin.cmd` (``inspector``,
+        ``monitor``, ``heartbeat``, ...)
+    """
+    return [sys.executable, '-c', f'import sys; from doctor_plugin.cmd '
+            f'import {name}; sys.exit({name}.main())', *args]
+
+
 class ChildServer:
     """A ``python -m module`` server that announces itself on stdout.
 
@@ -166,10 +176,8 @@ def start_inspector(conf_file: str, url: str, log: typing.IO
         with the end of its log
     """
     proc = subprocess.Popen(
-        [sys.executable, '-c', 'import sys; from doctor_plugin.cmd import '
-         'inspector; sys.exit(inspector.main())', '--config-file',
-         conf_file], stdout=log, stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL)
+        console('inspector', '--config-file', conf_file), stdout=log,
+        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     end = time.monotonic() + 60
     while time.monotonic() < end:
         if proc.poll() is not None:

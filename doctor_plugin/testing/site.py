@@ -220,6 +220,8 @@ class Site:
         #: name -> its process (hosts' agents, monitors, the inspector)
         self.processes: dict[str, typing.Any] = {}
         self._logs: list[typing.IO] = []
+        #: Keep the directory (configuration, logs) at stop.
+        self.keep = False
 
     # Set-up.
 
@@ -227,6 +229,8 @@ class Site:
         try:
             self._start()
         except BaseException:
+            # The logs say why: keep them.
+            self.keep = True
             self.stop()
             raise
         return self
@@ -340,7 +344,7 @@ class Site:
         }, self.inspector_options)
         path = self._conf_file('inspector', sections)
         proc = self.inspector.popen(
-            childproc.command('doctor_plugin.cmd.inspector',
+            childproc.console('inspector',
                               '--config-file', path),
             stdout=self._log('inspector'), stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL)
@@ -350,7 +354,8 @@ class Site:
             if proc.poll() is not None:
                 raise exceptions.DoctorPluginError(
                     f'the inspector exited with {proc.returncode} at '
-                    f'start: {self.log_of("inspector")}')
+                    f'start (logs in {self.dir}): '
+                    f'{self.log_of("inspector")}')
             if self.inspector_status() == 200:
                 return
             time.sleep(0.1)
@@ -382,7 +387,7 @@ class Site:
             'heartbeat': {'hostname': host, 'detectors': detectors,
                           'key': self.heartbeat_key}})
         self.processes[host] = node.popen(
-            childproc.command('doctor_plugin.cmd.heartbeat',
+            childproc.console('heartbeat',
                               '--config-file', path),
             stdout=self._log(host), stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL)
@@ -407,7 +412,7 @@ class Site:
         }, self.monitor_options)
         path = self._conf_file(name, sections)
         self.processes[name] = node.popen(
-            childproc.command('doctor_plugin.cmd.monitor',
+            childproc.console('monitor',
                               '--config-file', path),
             stdout=self._log(name), stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL)
@@ -481,7 +486,7 @@ class Site:
             self.nova.stop()
         for log in self._logs:
             log.close()
-        if os.environ.get('DOCTOR_PLUGIN_KEEP_SITE'):
+        if self.keep or os.environ.get('DOCTOR_PLUGIN_KEEP_SITE'):
             return
         shutil.rmtree(self.dir, ignore_errors=True)
 
