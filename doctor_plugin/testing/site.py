@@ -60,6 +60,7 @@ from doctor_plugin.testing import cluster as cluster_mod
 from doctor_plugin.testing import consumer as consumer_mod
 from doctor_plugin.testing import netns
 from doctor_plugin.testing import nova as nova_mod
+from doctor_plugin.testing import poll
 from doctor_plugin.testing import services
 
 PLANES = ('management', 'tenant')
@@ -459,6 +460,11 @@ class Site:
         """How many times Nova was asked to force a host down."""
         assert self.nova is not None
         return sum(self.nova.force_downs().values())
+
+    def wait_force_downs(self, count: int, timeout: float) -> bool:
+        """Whether Nova was asked ``count`` force-downs within ``timeout``."""
+        return poll.wait_until(lambda: self.force_downs() >= count,
+                               timeout)
 
     def tenant_alarms(self) -> int:
         with self.alarms.lock:
