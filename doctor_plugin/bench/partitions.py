@@ -103,7 +103,10 @@ def detection_trials(site: site_mod.Site, trials: int,
             log(f'{name} trial {i}: {host} not declared down within '
                 f'{DECISION_TIMEOUT:g} s')
         else:
-            latencies.append((down.at - fault) * 1000.0)
+            # Down at the inspector: when it confirmed the failure, not
+            # when the bus brought its decision here.
+            decided = down.confirmed_at or down.at
+            latencies.append((decided - fault) * 1000.0)
         if site.bus.wait('compute.host.up', host, since=fault,
                          timeout=DECISION_TIMEOUT) is None:
             log(f'{name} trial {i}: {host} not up again within '

@@ -349,8 +349,8 @@ class Corroboration:
             report = self._report_of(entry, trigger)
             entry.state = HostState.DOWN
             entry.signals.clear()
-            LOG.warning('Host %s is down: reported by %s%s (%d of %d '
-                        'required reports)', host, ', '.join(agreeing) or
+            LOG.warning('Host %s is down: reported by %s%s (%d reports, '
+                        '%d required)', host, ', '.join(agreeing) or
                         'no monitor', f', confirmed by {", ".join(signals)}'
                         if signals else '', len(agreeing), self.required)
             return Verdict(_confirmed(report, agreeing, signals,
@@ -470,7 +470,9 @@ def _confirmed(report: event_model.Event, agreeing: typing.Sequence[str],
         return report
     extra = [event_model.Trait('confirmed_by', _TEXT,
                                ','.join(list(agreeing) + list(signals))),
-             event_model.Trait('reports', _INT, votes)]
+             event_model.Trait('reports', _INT, votes),
+             event_model.Trait('confirmed_at', event_model.TraitType.DATETIME,
+                               event_model.utcnow())]
     names = {t.name for t in extra}
     return dataclasses.replace(report, traits=[
         t for t in report.traits if t.name not in names] + extra)

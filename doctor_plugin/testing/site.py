@@ -38,6 +38,7 @@ tenants' alarms.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import secrets
 import shutil
@@ -53,6 +54,7 @@ from oslo_config import cfg
 import oslo_messaging
 
 from doctor_plugin.common import messaging
+from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
 from doctor_plugin.testing import broker
 from doctor_plugin.testing import childproc
@@ -68,6 +70,10 @@ MANAGEMENT = PLANES[0]
 INSPECTOR_PORT = 12345
 HEARTBEAT_PORT = 12346
 PROBE_PORT = 12347
+
+#: The real-time priority (SCHED_RR) of the agents and monitors: above
+#: every normal process, below the kernel's threads (50).
+REALTIME_PRIORITY = 40
 
 #: How long the services of a site may take to start, in seconds.
 START_TIMEOUT = 60.0
@@ -89,6 +95,19 @@ class Decision(typing.NamedTuple):
     @property
     def host(self) -> str | None:
         return self.traits.get('host')
+
+    @property
+    def confirmed_at(self) -> float | None:
+        """When the inspector confirmed the failure (``time.time()``).
+
+        The ``confirmed_at`` trait of a corroborated ``compute.host.down``
+        (naive UTC); None for other events.
+        """
+        text = self.traits.get('confirmed_at')
+        if not text:
+            return None
+        when = event_model.parse_datetime(str(text))
+        return when.replace(tzinfo=datetime.timezone.utc).timestamp()
 
     @property
     def tenant(self) -> bool:
@@ -185,6 +204,10 @@ class Site:
     :param inspector_options: further ``{group: {option: value}}`` of the
         inspector
     :param monitor_options: further options of every monitor
+    :param realtime: run the agents and the monitors at real-time
+        priority (``chrt --rr``), as heartbeat daemons are deployed (see
+        the monitoring guide): otherwise a loaded machine delays their
+        heartbeats, on every monitor at once
     """
 
     def __init__(self, hosts: int = 3, monitors: int = 3,
@@ -193,6 +216,7 @@ class Site:
                  tenants: int = 2, vms_per_host: int = 2,
                  inspector_options: Options | None = None,
                  monitor_options: Options | None = None,
+                 realtime: bool = True,
                  transport_url: str = services.TRANSPORT_URL) -> None:
         self.run_id = uuid.uuid4().hex[:8]
         self.dir = tempfile.mkdtemp(prefix=f'doctor-site-{self.run_id}-')
@@ -206,6 +230,7 @@ class Site:
                     for i, host in enumerate(self.host_names)}
         self.inspector_options = inspector_options
         self.monitor_options = monitor_options
+        self.realtime = realtime
         self.transport_url = transport_url
         self.topic = f'doctor-site-{self.run_id}'
         self.exchange = f'doctor-site-{self.run_id}'
@@ -388,8 +413,8 @@ class Site:
             'heartbeat': {'hostname': host, 'detectors': detectors,
                           'key': self.heartbeat_key}})
         self.processes[host] = node.popen(
-            childproc.console('heartbeat',
-                              '--config-file', path),
+            self._priority() + childproc.console(
+                'heartbeat', '--config-file', path),
             stdout=self._log(host), stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL)
 
@@ -413,10 +438,15 @@ class Site:
         }, self.monitor_options)
         path = self._conf_file(name, sections)
         self.processes[name] = node.popen(
-            childproc.console('monitor',
-                              '--config-file', path),
+            self._priority() + childproc.console(
+                'monitor', '--config-file', path),
             stdout=self._log(name), stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL)
+
+    def _priority(self) -> list[str]:
+        """The command prefix of a time-critical process."""
+        return ['chrt', '--rr', str(REALTIME_PRIORITY)] if self.realtime \
+            else []
 
     def _wait_monitors(self) -> None:
         """Until every monitor watches, and is past its start-up grace."""

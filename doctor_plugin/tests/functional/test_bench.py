@@ -16,9 +16,13 @@ The same code path as ``doctor-plugin bench``: the consumer, the alarm
 listener and the Nova stand-in each in a process of its own.
 """
 
+import json
+
 from doctor_plugin.bench import cluster
 from doctor_plugin.bench import harness
+from doctor_plugin.bench import partitions
 from doctor_plugin.bench import scenarios
+from doctor_plugin.testing import netns
 from doctor_plugin.testing import services
 from doctor_plugin.tests.functional import base
 
@@ -75,3 +79,34 @@ class TestClusterScenarios(base.FunctionalTestCase):
         self.assertEqual(['1', '2', '3'],
                          sorted(result.extra['latency_ms_by_members']))
         self.assertEqual(9, result.received)
+
+
+class TestPartitionScenarios(base.FunctionalTestCase):
+    """B9 and B11, short: a site of namespaces (needs CAP_NET_ADMIN)."""
+
+    def setUp(self):
+        super().setUp()
+        self.require(netns.capability_problem())
+        self.options = harness.BenchOptions(
+            transport_url=base.TRANSPORT_URL, trials=4, duration=2.0)
+
+    def test_b11_detects_every_failure_and_no_false_one(self):
+        log = []
+        result = partitions.run_b11(self.options, log.append)
+        self.assertEqual(4, result.received, log)
+        self.assertEqual(0, result.extra['false_positives'])
+        self.assertEqual(0, result.lost)
+        self.assertIsNotNone(result.latency_ms['p99'])
+        json.dumps(result.as_json(), allow_nan=False)
+
+    def test_b9_counts_each_case(self):
+        result = partitions.run_b9(self.options, lambda line: None)
+        self.assertEqual(sorted(c.name for c in partitions.CASES),
+                         sorted(result.extra['cases']))
+        for figures in result.extra['cases'].values():
+            self.assertEqual(2.0, figures['duration_s'])
+        self.assertEqual(0, result.extra['false_downs'], result.extra)
+        self.assertEqual(0, result.extra['fixups'], result.extra)
+        self.assertEqual(0, result.extra['tenant_alarms'], result.extra)
+        self.assertTrue(result.extra['cases']['management_link_down'][
+            'fault_seen'], result.extra)
