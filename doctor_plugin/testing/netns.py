@@ -301,11 +301,23 @@ def _run(argv: typing.Sequence[str], lines: typing.Sequence[str] = (),
     return done
 
 
+#: The real-time priority (SCHED_RR) of the commands that inject a fault:
+#: on a loaded machine, a command at normal priority may start tens of
+#: milliseconds after the fault instant its caller took.
+FAULT_PRIORITY = 50
+
+
 def _ip_batch(namespace: str | None, lines: typing.Sequence[str],
-              tool: str = 'ip', check: bool = True
+              tool: str = 'ip', check: bool = True, fault: bool = False
               ) -> subprocess.CompletedProcess[str]:
-    """``ip``/``tc`` ``[-n namespace] -batch -`` fed with ``lines``."""
+    """``ip``/``tc`` ``[-n namespace] -batch -`` fed with ``lines``.
+
+    :param fault: the lines inject or end a fault: run them at
+        :data:`FAULT_PRIORITY` (with ``chrt``, where there is one)
+    """
     argv = [tool] + (['-n', namespace] if namespace else [])
+    if fault and shutil.which('chrt'):
+        argv = ['chrt', '--rr', str(FAULT_PRIORITY)] + argv
     if not check:
         argv.append('-force')
     return _run(argv + ['-batch', '-'], lines, check=check)
@@ -526,7 +538,8 @@ class Node:
         """
         device = self.interface(plane)
         t00 = time.time()
-        _ip_batch(self.namespace, [f'link set dev {device} down'])
+        _ip_batch(self.namespace, [f'link set dev {device} down'],
+                  fault=True)
         self._down.add(plane)
         self._sync_forwards()
         return t00
@@ -534,7 +547,8 @@ class Node:
     def link_up(self, plane: str) -> None:
         """Set its ``plane`` interface up again."""
         device = self.interface(plane)
-        _ip_batch(self.namespace, [f'link set dev {device} up'])
+        _ip_batch(self.namespace, [f'link set dev {device} up'],
+                  fault=True)
         self._down.discard(plane)
         self._sync_forwards()
 
@@ -548,7 +562,7 @@ class Node:
         """
         t00 = time.time()
         _ip_batch(self.namespace, [f'link set dev {plane} down'
-                                   for plane in self.planes])
+                                   for plane in self.planes], fault=True)
         self._down.update(self.planes)
         self._cut_off = True
         self._sync_forwards()
@@ -560,7 +574,7 @@ class Node:
         Impairments of :meth:`netem` stay; :meth:`clear_netem` ends them.
         """
         _ip_batch(self.namespace, [f'link set dev {plane} up'
-                                   for plane in self.planes])
+                                   for plane in self.planes], fault=True)
         self._down.clear()
         self._cut_off = False
         self._sync_forwards()
