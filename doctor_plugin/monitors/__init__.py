@@ -26,4 +26,12 @@ OPTS = [
                default='tcp',
                help='The monitor plugin to run: the name of an entry point '
                     'in the doctor_plugin.monitors namespace.'),
+    cfg.StrOpt('monitor_id',
+               sample_default='<this machine\'s host name>',
+               help='The name of this monitor\'s vantage point, sent as '
+                    'details.monitor_id in every report, so that the '
+                    'inspector can tell how many different monitors '
+                    'report a host down. Give each monitor watching the '
+                    'same hosts its own; this machine\'s host name by '
+                    'default.'),
 ]

@@ -18,6 +18,7 @@ import abc
 import dataclasses
 import datetime
 import queue
+import socket
 import threading
 import typing
 import uuid
@@ -28,15 +29,32 @@ from oslo_log import log as logging
 LOG = logging.getLogger(__name__)
 
 
+#: ``type`` of a host's down and up reports (Doctor's own).
+HOST_DOWN = 'compute.host.down'
+#: ``type`` of a host heard on some of its network planes only.
+HOST_DEGRADED = 'compute.host.degraded'
+#: ``type`` of a monitor that lost its own network (and got it back).
+MONITOR_ISOLATED = 'doctor.monitor.isolated'
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class FaultReport:
     """One detected change of a host's state, as a monitor reports it.
 
-    :param hostname: the compute host, as Nova names it
-    :param status: ``down`` or ``up``
+    :param hostname: the compute host, as Nova names it; for
+        :data:`MONITOR_ISOLATED`, the monitor's own ``monitor_id``
+    :param status: ``down`` or ``up`` (:data:`HOST_DOWN`), ``degraded`` or
+        ``restored`` (:data:`HOST_DEGRADED`), ``isolated`` or
+        ``connected`` (:data:`MONITOR_ISOLATED`)
     :param monitor: the name of the monitor that detected it
     :param detected_at: wall-clock time of detection (T01), seconds
     :param monitor_event_id: unique id of this detection
+    :param monitor_id: the vantage point that saw it (``[monitor]
+        monitor_id``), so that the inspector can count how many monitors
+        agree; left out of the report when empty
+    :param planes: the network planes concerned: silent ones for
+        ``down`` and ``degraded``, heard again for ``restored``
+    :param event_type: the report's ``type``
     """
 
     hostname: str
@@ -45,22 +63,40 @@ class FaultReport:
     detected_at: float
     monitor_event_id: str = dataclasses.field(
         default_factory=lambda: str(uuid.uuid4()))
+    monitor_id: str = ''
+    planes: tuple[str, ...] = ()
+    event_type: str = HOST_DOWN
 
     def as_doctor_event(self) -> dict:
-        """The element of Doctor's ``PUT /events`` list for this report."""
+        """The element of Doctor's ``PUT /events`` list for this report.
+
+        The one place the wire form is built: every detail is a non-empty
+        string, optional ones (``monitor_id``, ``planes``) are left out
+        rather than sent empty.
+        """
         when = datetime.datetime.fromtimestamp(self.detected_at,
                                                datetime.timezone.utc)
+        details = {
+            'hostname': self.hostname,
+            'status': self.status,
+            'monitor': self.monitor,
+            'monitor_event_id': self.monitor_event_id,
+        }
+        if self.monitor_id:
+            details['monitor_id'] = self.monitor_id
+        if self.planes:
+            details['planes'] = ','.join(self.planes)
         return {
             'id': self.monitor_event_id,
             'time': when.replace(tzinfo=None).isoformat(),
-            'type': 'compute.host.down',
-            'details': {
-                'hostname': self.hostname,
-                'status': self.status,
-                'monitor': self.monitor,
-                'monitor_event_id': self.monitor_event_id,
-            },
+            'type': self.event_type,
+            'details': details,
         }
+
+
+def monitor_id(conf: cfg.ConfigOpts) -> str:
+    """``[monitor] monitor_id``, or this machine's host name."""
+    return conf.monitor.monitor_id or socket.gethostname()
 
 
 Reporter = typing.Callable[[FaultReport], None]

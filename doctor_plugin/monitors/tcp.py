@@ -219,6 +219,8 @@ class TCPMonitor(base.MonitorBase):
             max(1.0, 2 * self.interval * self.miss_count)
             if grace is None else grace)
         self.timeline = profiler.Timeline() if timeline is None else timeline
+        #: ``[monitor] monitor_id``, in every report.
+        self.monitor_id = base.monitor_id(conf)
         if hosts is None:
             self.hosts = self._hosts_from_conf(conf.monitor.hosts)
         else:
@@ -358,7 +360,8 @@ class TCPMonitor(base.MonitorBase):
         if status is None:
             return
         report = base.FaultReport(host.hostname, status, monitor=self.name,
-                                  detected_at=time.time())
+                                  detected_at=time.time(),
+                                  monitor_id=self.monitor_id)
         self.timeline.mark(report.monitor_event_id, 'T01',
                            report.detected_at)
         if status == 'down' and host.last_ok:
