@@ -393,14 +393,20 @@ class _Probe:
 
 
 @dataclasses.dataclass(slots=True)
+class _Plane:
+    """A host on one plane: when last heard, and the replay check's."""
+
+    heard: float = NEVER
+    seq: int = -1
+    boot: bytes = b''
+    sent: float = 0.0
+
+
+@dataclasses.dataclass(slots=True)
 class _Host:
     name: str
     last_seen: float
-    #: per plane: when last heard (NEVER), and the replay check's state
-    heard: list[float]
-    seq: list[int]
-    boot: list[bytes]
-    sent: list[float]
+    planes: list[_Plane]
     slot: int = -1
     state: str | None = None
     #: a heartbeat has more to do than note the time (see _attend)
@@ -499,10 +505,8 @@ class Detector:
             host.slot = slot
 
     def _add(self, name: str, now: float) -> _Host:
-        count = len(self.planes)
         host = self.hosts[name] = _Host(
-            name, now, [NEVER] * count, [-1] * count, [b''] * count,
-            [0.0] * count)
+            name, now, [_Plane() for _ in self.planes])
         return host
 
     def watch(self, name: str, now: float) -> None:
@@ -517,17 +521,18 @@ class Detector:
         host = self.hosts.get(hb.host)
         if host is None:
             host = self._add(hb.host, now)
-        elif (hb.seq <= host.seq[plane] if hb.boot == host.boot[plane]
-              else hb.sent <= host.sent[plane]):
+        state = host.planes[plane]
+        if (hb.seq <= state.seq if hb.boot == state.boot
+                else hb.sent <= state.sent):
             # An older heartbeat of this boot, or one of an older boot: a
             # replay (or a datagram overtaken by its successor). Per
             # plane: each plane brings its own copy of every heartbeat.
             self.dropped['replayed or reordered'] += 1
             return ()
-        host.seq[plane] = hb.seq
-        host.boot[plane] = hb.boot
-        host.sent[plane] = hb.sent
-        host.heard[plane] = now
+        state.seq = hb.seq
+        state.boot = hb.boot
+        state.sent = hb.sent
+        state.heard = now
         host.last_seen = now
         self.last_heard = now
         if host.attention:
@@ -552,7 +557,7 @@ class Detector:
             host.state = 'up'
             # The other planes get a plane timeout of their own to be
             # heard again, from now.
-            host.heard = [now if t != NEVER else NEVER for t in host.heard]
+            self._refresh_planes(host, now)
             host.degraded = host.episode = None
             if self._multi_plane:
                 host.plane_check = now + self.plane_timeout
@@ -572,8 +577,8 @@ class Detector:
 
     def _next_plane_check(self, host: _Host) -> None:
         degraded = host.degraded or ()
-        heard = [t for p, t in enumerate(host.heard)
-                 if t != NEVER and p not in degraded]
+        heard = [state.heard for p, state in enumerate(host.planes)
+                 if state.heard != NEVER and p not in degraded]
         host.plane_check = (min(heard) + self.plane_timeout if heard
                             else float('inf'))
 
@@ -582,8 +587,8 @@ class Detector:
         """Report ``host`` degraded if a plane it was heard on fell quiet."""
         limit = now - self.plane_timeout
         degraded = host.degraded or set()
-        quiet = {p for p, t in enumerate(host.heard)
-                 if t != NEVER and t <= limit and p not in degraded}
+        quiet = {p for p, state in enumerate(host.planes)
+                 if NEVER < state.heard <= limit and p not in degraded}
         if quiet:
             degraded |= quiet
             host.degraded = degraded
@@ -594,8 +599,16 @@ class Detector:
         self._next_plane_check(host)
 
     def _silent_planes(self, host: _Host) -> tuple[str, ...]:
-        heard = [p for p, t in enumerate(host.heard) if t != NEVER]
+        heard = [p for p, state in enumerate(host.planes)
+                 if state.heard != NEVER]
         return self._names(heard) if heard else self.planes
+
+    @staticmethod
+    def _refresh_planes(host: _Host, now: float) -> None:
+        """Give each plane ``host`` was heard on a plane timeout from now."""
+        for state in host.planes:
+            if state.heard != NEVER:
+                state.heard = now
 
     def _unsilence(self, host: _Host) -> None:
         host.silent = False
@@ -621,8 +634,7 @@ class Detector:
         self._silent.clear()
         for host in self.hosts.values():
             if host.state != 'down':
-                host.heard = [now if t != NEVER else NEVER
-                              for t in host.heard]
+                self._refresh_planes(host, now)
                 if self._multi_plane:
                     host.plane_check = now + self.plane_timeout
 
