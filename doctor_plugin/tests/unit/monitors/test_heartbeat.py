@@ -663,3 +663,13 @@ class TestIsolation(base.TestCase):
         sim.run_until(103.0)
         self.assertEqual(['down', 'isolated', 'connected', 'up'],
                          [c[1] for c in sim.changes])
+
+    def test_planes_coming_back_one_after_the_other_are_not_degraded(self):
+        sim = Sim(self.HOSTS, planes=('management', 'tenant'), peers=PEERS,
+                  plane_miss_count=10)
+        self.cut_off(sim, 101.0, 102.0)
+        # The tenant plane is back 0.2 s after the management plane.
+        sim.sending = lambda host, plane, t: plane == 0 or t > 102.2
+        sim.run_until(104.0)
+        self.assertEqual(['isolated', 'connected'],
+                         [c[1] for c in sim.changes])
