@@ -673,3 +673,58 @@ class TestIsolation(base.TestCase):
         sim.run_until(104.0)
         self.assertEqual(['isolated', 'connected'],
                          [c[1] for c in sim.changes])
+
+
+class TestConfiguration(base.TestCase):
+
+    def error(self, **opts):
+        self.set_opts(group=heartbeat.GROUP, **opts)
+        exc = self.assertRaises(exceptions.ConfigurationError,
+                                heartbeat.HeartbeatMonitor, self.conf,
+                                lambda report: None)
+        return str(exc)
+
+    def test_bad_planes_entries(self):
+        for planes, fragment in (
+                (['management'], 'expected name=address:port'),
+                (['=127.0.0.1:0'], 'expected name=address:port'),
+                (['a b=127.0.0.1:0'], 'may not contain'),
+                (['management=127.0.0.1'], 'expected address:port'),
+                (['m=127.0.0.1:0', 'm=127.0.0.2:0'], 'more than once'),
+                (['m=127.0.0.1:40001', 't=127.0.0.1:40001'],
+                 'the same address')):
+            message = self.error(planes=planes)
+            self.assertIn('[heartbeat] planes', message)
+            self.assertIn(fragment, message)
+
+    def test_peers_need_a_probe_endpoint(self):
+        message = self.error(listen='127.0.0.1:0', peers=['127.0.0.1:9'])
+        self.assertIn('[heartbeat] probe_listen', message)
+        self.assertIn('peers are set', message)
+        self.assertIn('[heartbeat] peers',
+                      self.error(listen='127.0.0.1:0', peers=['nowhere'],
+                                 probe_listen='127.0.0.1:0'))
+
+    def test_planes_listen_where_configured(self):
+        self.set_opts(group=heartbeat.GROUP,
+                      planes=['management=127.0.0.1:0',
+                              'tenant=127.0.0.2:0'],
+                      probe_listen='127.0.0.1:0',
+                      peers=['127.0.0.1:9', '127.0.0.1:10'])
+        monitor = heartbeat.HeartbeatMonitor(self.conf, lambda r: None)
+        self.addCleanup(monitor._close)
+        self.assertEqual(['management', 'tenant'],
+                         list(monitor.plane_addresses))
+        self.assertEqual('127.0.0.2',
+                         monitor.plane_addresses['tenant'][0])
+        self.assertEqual([('127.0.0.1', 9), ('127.0.0.1', 10)],
+                         monitor.peers)
+
+    def test_its_own_probe_endpoint_is_not_a_peer(self):
+        port = base.closed_port()
+        self.set_opts(group=heartbeat.GROUP, listen='127.0.0.1:0',
+                      probe_listen=f'127.0.0.1:{port}',
+                      peers=[f'127.0.0.1:{port}', '127.0.0.1:9'])
+        monitor = heartbeat.HeartbeatMonitor(self.conf, lambda r: None)
+        self.addCleanup(monitor._close)
+        self.assertEqual([('127.0.0.1', 9)], monitor.peers)
