@@ -55,14 +55,19 @@ probe`). When a host's deadline passes the detector asks its peers
 failed to answer a question, is not waited for until it answers again).
 One ``ALIVE`` answer means the host lives and only this monitor's path
 to it broke: no report, the host is looked at again at its next
-deadline. Peers answer from their own state: ``ALIVE`` when their last
-heartbeat from the host, on any plane, is at most the *freshness bound*
-old (:meth:`Detector.freshness`: 1.5 intervals, less than the timeout).
-A live host sends every interval, so a peer that hears it heard it less
-than an interval ago (plus jitter, for which the half interval is); for
-a dead host every peer got the same last heartbeat as the asker, within
-network jitter, and is asked after the asker's timeout (2 intervals), so
-its last heartbeat is older than the bound. When all peers answered or
+deadline. An ``ALIVE`` counts only if the peer's last heartbeat from the
+host is newer (by the agent's send time, the same clock for every
+detector) than this detector's: a peer on a loaded CPU that reads the
+host's last heartbeat late takes it for a recent one, but heard nothing
+this detector did not. Peers answer from their own state: ``ALIVE``
+when their last heartbeat from the host, on any plane, is at most the
+*freshness bound* old (``Detector.freshness``: 1.5 intervals, less
+than the timeout). A live host sends every interval, so a peer that
+hears it heard it less than an interval ago (plus jitter, for which the
+half interval is); for a dead host every peer got the same last
+heartbeat as the asker, within network jitter, and is asked after the
+asker's timeout (2 intervals), so its last heartbeat is older than the
+bound. When all peers answered or
 the timeout passed, the host is down: about one round trip after its
 deadline when the peers are alive, at once when none is.
 
@@ -810,34 +815,45 @@ class Detector:
         self._peer(nonce, '', now)
 
     def probe_answer(self, nonce: int, host: str, status: int, age: float,
-                     now: float) -> list[Change]:
-        """A peer answered the question about ``host``."""
+                     last_sent: float, now: float) -> list[Change]:
+        """A peer answered the question about ``host``.
+
+        ``ALIVE`` vetoes only if the peer's last heartbeat from the host
+        (``last_sent``, on the agent's clock) is newer than ours: a peer
+        that read the same last heartbeat late (a loaded CPU) thinks it
+        recent, but heard nothing we did not.
+        """
         index = self._peer(nonce, host, now)
         if index is None:
             return []
         watched = self.hosts.get(host)
         question = watched.probe if watched is not None else None
-        if question is None or question.nonces.get(index) != nonce:
+        if (watched is None or question is None
+                or question.nonces.get(index) != nonce):
             return []
         question.waiting.discard(index)
-        if status == probe.ALIVE and (question.alive_age is None
-                                      or age < question.alive_age):
+        ours = max(state.sent for state in watched.planes)
+        if (status == probe.ALIVE and last_sent > ours
+                and (question.alive_age is None
+                     or age < question.alive_age)):
             question.alive_age = age
         changes: list[Change] = []
         self._decide(now, changes)
         return changes
 
-    def answer(self, name: str, now: float) -> tuple[int, float]:
-        """A peer asks about ``name``: ``(status, age)`` from what we know.
+    def answer(self, name: str, now: float) -> tuple[int, float, float]:
+        """A peer asks about ``name``: ``(status, age, last sent)``.
 
         ``UNKNOWN`` while isolated (silence here means nothing), for a
         host not watched, or not heard since this detector started.
         """
         host = self.hosts.get(name)
         if self.isolated or host is None or host.state is None:
-            return probe.UNKNOWN, 0.0
+            return probe.UNKNOWN, 0.0, 0.0
         age = max(now - host.last_seen, 0.0)
-        return (probe.ALIVE if age <= self.freshness else probe.SILENT), age
+        last_sent = max(state.sent for state in host.planes)
+        return (probe.ALIVE if age <= self.freshness else probe.SILENT,
+                age, last_sent)
 
 
 class HeartbeatMonitor(base.MonitorBase):
@@ -1019,11 +1035,11 @@ class HeartbeatMonitor(base.MonitorBase):
                     self._drop(refused)
                     continue
                 if message.kind == probe.REQUEST:
-                    status, age = detector.answer(message.host,
-                                                  time.monotonic())
+                    status, age, last_sent = detector.answer(
+                        message.host, time.monotonic())
                     reply = probe.Message(probe.ANSWER, message.nonce,
                                           time.time(), message.host,
-                                          status, age)
+                                          status, age, last_sent)
                 else:
                     reply = probe.Message(probe.PONG, message.nonce,
                                           time.time())
@@ -1040,7 +1056,7 @@ class HeartbeatMonitor(base.MonitorBase):
             else:
                 self._handle(detector.probe_answer(
                     message.nonce, message.host, message.status,
-                    message.age, time.monotonic()))
+                    message.age, message.last_sent, time.monotonic()))
 
     def _send_probes(self) -> None:
         assert self.detector is not None, 'only while run() runs'

@@ -20,11 +20,13 @@ questions, one UDP datagram each way:
 
 ``REQUEST`` (host)
     "do you hear this host?"; answered at once, from the peer's state.
-``ANSWER`` (host, status, age)
+``ANSWER`` (host, status, age, last sent)
     ``ALIVE`` (a heartbeat from it within the freshness bound, on any
     plane), ``SILENT`` (none: ``age`` says how long ago the last one came)
     or ``UNKNOWN`` (the peer does not watch it, has not heard it since it
-    started, or is isolated itself).
+    started, or is isolated itself); ``last sent`` is the agent's own send
+    time of the last heartbeat the peer has, so that the asker can tell
+    whether the peer heard anything it did not.
 ``PING`` / ``PONG``
     the light periodic check that a peer answers at all, so that a dead
     peer is not waited for when a host is due.
@@ -32,7 +34,8 @@ questions, one UDP datagram each way:
 Every datagram is::
 
     magic "DHP1" | version 1 | kind | flags | status | nonce (64 bits)
-    | sent (wall clock, float64) | age (float64) | host length (16 bits)
+    | sent (wall clock, float64) | age (float64) | last sent (float64)
+    | host length (16 bits)
     | host (UTF-8) | [HMAC-SHA256 of all before it, with [heartbeat] key]
 
 An answer repeats the nonce of its question. The asker accepts an answer
@@ -66,8 +69,9 @@ SILENT = 2
 UNKNOWN = 3
 STATUSES = {ALIVE: 'ALIVE', SILENT: 'SILENT', UNKNOWN: 'UNKNOWN'}
 
-#: ``magic, version, kind, flags, status, nonce, sent, age, host length``
-_HEADER = struct.Struct('!4sBBBBQddH')
+#: ``magic, version, kind, flags, status, nonce, sent, age, last sent,
+#: host length``
+_HEADER = struct.Struct('!4sBBBBQdddH')
 _MAGIC = b'DHP1'
 _VERSION = 1
 _SIGNED = 0x01
@@ -86,6 +90,7 @@ class Message(typing.NamedTuple):
     host: str = ''
     status: int = NONE
     age: float = 0.0
+    last_sent: float = 0.0
 
 
 def encode(message: Message, key: bytes | None = None) -> bytes:
@@ -94,7 +99,7 @@ def encode(message: Message, key: bytes | None = None) -> bytes:
     data = _HEADER.pack(_MAGIC, _VERSION, message.kind,
                         _SIGNED if key else 0, message.status,
                         message.nonce, message.sent, message.age,
-                        len(name)) + name
+                        message.last_sent, len(name)) + name
     if key:
         data += hmac.new(key, data, _DIGEST).digest()
     return data
@@ -107,7 +112,7 @@ def decode(data: bytes, key: bytes | None = None) -> Message:
     """
     if len(data) < _HEADER.size:
         raise ValueError('too short for a probe message')
-    (magic, version, kind, flags, status, nonce, sent, age,
+    (magic, version, kind, flags, status, nonce, sent, age, last_sent,
      length) = _HEADER.unpack_from(data)
     if magic != _MAGIC or version != _VERSION:
         raise ValueError('not a doctor_plugin probe message (version 1)')
@@ -130,13 +135,14 @@ def decode(data: bytes, key: bytes | None = None) -> Message:
         raise ValueError('malformed probe message (host name)')
     if (kind == ANSWER) != (status in STATUSES):
         raise ValueError('malformed probe message (status)')
-    if not (math.isfinite(sent) and math.isfinite(age) and age >= 0):
+    if not (math.isfinite(sent) and math.isfinite(age) and age >= 0
+            and math.isfinite(last_sent)):
         raise ValueError('malformed probe message (times)')
     try:
         host = data[_HEADER.size:end].decode('utf-8')
     except UnicodeDecodeError:
         raise ValueError('host name is not UTF-8') from None
-    return Message(kind, nonce, sent, host, status, age)
+    return Message(kind, nonce, sent, host, status, age, last_sent)
 
 
 class ReplayGuard:

@@ -355,8 +355,11 @@ class Sim:
                 self.questions.append((round(self.now, 3), peer, host))
                 status = self.answers[peer](host, self.now)
                 if status is not None:
+                    # A peer that hears the host has a newer heartbeat.
+                    last_sent = self.now if status == probe.ALIVE else 0.0
                     self._replies.append((self.now + self.RTT, probe.ANSWER,
-                                          (nonce, host, status, 0.01)))
+                                          (nonce, host, status, 0.01,
+                                           last_sent)))
 
     def statuses(self, *wanted):
         return [c for c in self.changes if c[1] in wanted]
@@ -510,6 +513,22 @@ class TestProbes(base.TestCase):
         self.assertEqual([], sim.statuses('down'))
         self.assertGreater(len(sim.statuses('vetoed')), 0)
 
+    def test_alive_for_no_newer_heartbeat_than_ours_does_not_veto(self):
+        sim = self.sim()
+        sim.run_until(101.0)
+        detector = sim.detector
+        # A loaded peer read c-1's last heartbeat late, and thinks it
+        # recent: it answers ALIVE, with the same heartbeat as ours.
+        ours = max(s.sent for s in detector.hosts['c-1'].planes)
+        sim.answers = {p: (lambda host, t: None) for p in range(3)}
+        while not detector._pending and sim.now < 101.5:
+            sim.run_until(sim.now + 0.0025)
+        (question,) = [h.probe for h in detector._pending.values()]
+        for index, nonce in question.nonces.items():
+            sim._record(detector.probe_answer(nonce, 'c-1', probe.ALIVE,
+                                              0.01, ours, sim.now))
+        self.assertEqual(['down'], [c[1] for c in sim.changes])
+
     def test_peers_that_do_not_answer_pings_are_not_waited_for(self):
         sim = self.sim(probe_timeout=0.04)
         sim.ponging = {0}
@@ -537,8 +556,8 @@ class TestProbes(base.TestCase):
         sim = self.sim()
         sim.run_until(100.5)
         detector = sim.detector
-        self.assertEqual([], detector.probe_answer(12345, 'c-1', probe.ALIVE,
-                                                   0.0, 100.5))
+        self.assertEqual([], detector.probe_answer(
+            12345, 'c-1', probe.ALIVE, 0.0, 100.5, 100.5))
         detector.pong(999, 100.5)
         self.assertEqual(2, sum(
             n for reason, n in detector.dropped.items()
@@ -549,9 +568,9 @@ class TestProbes(base.TestCase):
         recorded = []
         original = sim.detector.probe_answer
 
-        def record(nonce, host, status, age, now):
+        def record(nonce, host, status, age, last_sent, now):
             recorded.append((nonce, host))
-            return original(nonce, host, status, age, now)
+            return original(nonce, host, status, age, last_sent, now)
 
         sim.detector.probe_answer = record
         sim.run_until(101.5)
@@ -559,7 +578,7 @@ class TestProbes(base.TestCase):
         # Every question's answer again, now ALIVE: none is accepted.
         for nonce, host in recorded:
             self.assertEqual([], original(nonce, host, probe.ALIVE, 0.0,
-                                          101.5))
+                                          101.5, 101.5))
         sim.run_until(101.6)
         self.assertEqual([], sim.statuses('up', 'vetoed'))
 
@@ -567,10 +586,10 @@ class TestProbes(base.TestCase):
         detector = heartbeat.Detector(INTERVAL, 2, 0.0, 100.0)
         detector.watch('configured', 100.0)
         detector.heartbeat(hb('c-1', 1, 1.0), 100.0)
-        status, age = detector.answer('c-1', 100.05)
-        self.assertEqual(probe.ALIVE, status)
+        status, age, last_sent = detector.answer('c-1', 100.05)
+        self.assertEqual((probe.ALIVE, 1.0), (status, last_sent))
         self.assertAlmostEqual(0.05, age)
-        status, age = detector.answer('c-1', 100.1)
+        status, age, _ = detector.answer('c-1', 100.1)
         self.assertEqual(probe.SILENT, status)
         self.assertAlmostEqual(0.1, age)
         self.assertEqual(probe.UNKNOWN,

@@ -27,7 +27,7 @@ class TestCodec(base.TestCase):
     def test_every_kind_round_trips(self):
         for message in (question(),
                         probe.Message(probe.ANSWER, 7, 1.0, 'compute-1',
-                                      probe.ALIVE, 0.02),
+                                      probe.ALIVE, 0.02, 999.95),
                         probe.Message(probe.ANSWER, 7, 1.0, 'compute-1',
                                       probe.UNKNOWN),
                         probe.Message(probe.PING, 2 ** 64 - 1, 1.0),
