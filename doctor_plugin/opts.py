@@ -27,6 +27,7 @@ import doctor_plugin.alarms.evaluator
 import doctor_plugin.coordination
 import doctor_plugin.delivery
 import doctor_plugin.event
+import doctor_plugin.fencers
 import doctor_plugin.inspector.api
 import doctor_plugin.inspector.auth
 import doctor_plugin.inspector.correlation
@@ -71,6 +72,7 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
          doctor_plugin.inspector.detection.OPTS),
         (doctor_plugin.nova.client.GROUP,
          doctor_plugin.nova.client.list_opts()),
+        (doctor_plugin.fencers.GROUP, doctor_plugin.fencers.OPTS),
         (doctor_plugin.notifiers.webhook.GROUP, list(itertools.chain(
             doctor_plugin.notifiers.log.OPTS,
             doctor_plugin.notifiers.messaging.OPTS,

@@ -74,14 +74,21 @@ class ChildServer:
         nothing else wants: the benchmark runs what stands for another
         machine this way, so that its CPU is not taken from the chain
         under test
+    :param stdin: give it a pipe as stdin (:attr:`proc`'s ``stdin``), to
+        send it commands; otherwise its stdin is empty
+    :param prefix: a command that runs it, e.g. ``['ip', 'netns', 'exec',
+        NAME]`` to run it in a network namespace
     """
 
     def __init__(self, module: str, args: typing.Sequence[str] = (),
-                 what: str = 'the child process', idle: bool = False
+                 what: str = 'the child process', idle: bool = False,
+                 stdin: bool = False, prefix: typing.Sequence[str] = ()
                  ) -> None:
         self.command = command(module, *args)
         if idle and shutil.which('chrt'):
             self.command = ['chrt', '--idle', '0', *self.command]
+        self.command = [*prefix, *self.command]
+        self.stdin = stdin
         self.what = what
         self.proc: subprocess.Popen[str] | None = None
         #: The JSON object of the process's first line.
@@ -93,8 +100,9 @@ class ChildServer:
         :raises RuntimeError: if it exits, prints something else first or
             says nothing within ``timeout`` seconds
         """
-        self.proc = subprocess.Popen(self.command, stdout=subprocess.PIPE,
-                                     stdin=subprocess.DEVNULL, text=True)
+        self.proc = subprocess.Popen(
+            self.command, stdout=subprocess.PIPE, text=True,
+            stdin=subprocess.PIPE if self.stdin else subprocess.DEVNULL)
         assert self.proc.stdout is not None  # stdout=PIPE
         first = ''
         ready_to_read = bool(select.select([self.proc.stdout], [], [],
@@ -145,8 +153,10 @@ class ChildServer:
         if self.proc is None:
             return
         self.terminate(timeout)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
         self.proc = None
 
 
