@@ -14,7 +14,11 @@
 
 Each fault is tracked under its ``monitor_event_id``. Marks are wall-clock
 seconds (``time.time()``), so marks taken in different processes on one
-machine line up. The names are those of Doctor's performance profiler.
+machine line up. The names ``T00`` to ``T09`` are those of Doctor's
+performance profiler; ``fenced`` is ours: the controller marks it when
+the failed host is known to be off (powered off by its fencer, or found
+off), before it forces the host down (T04) and sets its VMs to error
+(T03). Without fencing (``[fencing] driver = none``) it is not marked.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ CHECKPOINTS: dict[str, str] = {
     'T00': 'link down (fault occurs)',
     'T01': 'raw failure (monitor detects)',
     'T02': 'found affected (inspector knows the VMs)',
+    'fenced': 'host fenced (known to be off)',
     'T03': 'VMs set to error',
     'T04': 'host marked down',
     'T05': 'VM error notified',
@@ -104,6 +109,11 @@ class Timeline:
                 value = f'{(marks[name] - origin) * 1000.0:9.2f} ms'
             else:
                 value = '        —   '
+            # A longer name (``fenced``) takes the value's leading blanks,
+            # so that the columns stay aligned with T00..T09's.
+            extra = len(name) - 3
+            if extra > 0 and value[:extra].isspace():
+                value = value[extra:]
             lines.append(f'  {name}  {value}  {label}')
         total = self.notification_time(fault_id)
         if total is not None:

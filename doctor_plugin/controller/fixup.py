@@ -13,8 +13,11 @@
 """Fix Nova up after a host fault, in the background.
 
 Doctor's inspector tells the consumers first; then Nova must learn what the
-monitor saw: the compute service of a failed host is forced down (so
-evacuation may start at once) and its instances are set to ``error``; when
+monitor saw: the failed host is fenced (made sure to be off, through
+:mod:`doctor_plugin.fencers`), then its compute service is forced down (so
+evacuation may start at once) and its instances are set to ``error``. A
+host that cannot be fenced is left alone in Nova (``[fencing] on_failure
+= skip_fixup``), or fenced again until it works (``wait``). When
 the host is back, the service is no longer forced down (its instances are
 left alone: the operator or the VNF manager decides what to do with them).
 
@@ -44,6 +47,8 @@ from doctor_plugin.common import profiler
 from doctor_plugin.common import retry
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
+from doctor_plugin import fencers
+from doctor_plugin.fencers import base as fencer_base
 from doctor_plugin.nova import client as nova
 from doctor_plugin.topology import hosts as topology
 
@@ -64,6 +69,14 @@ KEPT_RESULTS = 1000
 
 #: Why a job stops before its end.
 SUPERSEDED, CLOSED, AUTH_REFUSED = 'superseded', 'closed', 'auth refused'
+
+#: The outcome of a host-down fix-up that left Nova alone: the host
+#: could not be fenced.
+NOT_FENCED = 'not_fenced'
+
+#: The first pause between two fence attempts (``[fencing] on_failure =
+#: wait``), in seconds; they double up to :data:`MAX_PATIENCE_STEP`.
+FENCE_RETRY_BACKOFF = 0.5
 
 _RESULT_NAMESPACE = uuid.UUID('0f5c1a7e-3d2b-4c8e-9a61-7b4e2d9c8f13')
 
@@ -92,6 +105,14 @@ class ControllerResult:
     error: str = ''
     started: float = 0.0
     finished: float = 0.0
+    #: How fencing went (a :mod:`doctor_plugin.fencers` outcome), '' when
+    #: the action does not fence (``unforce``).
+    fence_outcome: str = ''
+    #: How long fencing took, all attempts, in ms.
+    fence_ms: float = 0.0
+    #: Why the last fence attempt failed, '' otherwise.
+    fence_error: str = ''
+    fence_attempts: int = 0
 
     @property
     def duration_ms(self) -> float:
@@ -116,7 +137,12 @@ class ControllerResult:
                                self.instances_failed),
              event_model.Trait('duration_ms', _FLOAT,
                                round(self.duration_ms, 3)),
-             event_model.Trait('error', _TEXT, self.error)],
+             event_model.Trait('error', _TEXT, self.error),
+             event_model.Trait('fence_outcome', _TEXT, self.fence_outcome),
+             event_model.Trait('fence_ms', _FLOAT, round(self.fence_ms, 3)),
+             event_model.Trait('fence_error', _TEXT, self.fence_error),
+             event_model.Trait('fence_attempts', _INT,
+                               self.fence_attempts)],
             # Derived from the host event, so a repeated publication of the
             # same result is recognisable downstream.
             message_id=str(uuid.uuid5(_RESULT_NAMESPACE, self.event_id)))
@@ -131,6 +157,14 @@ LOW_PRIORITY_NICE = 10
 
 class _Stopped(Exception):
     """The job was superseded or the controller is closing."""
+
+
+class _NotFenced(Exception):
+    """A fence attempt failed; its result is kept."""
+
+    def __init__(self, result: fencer_base.FenceResult) -> None:
+        super().__init__(result.error or result.outcome)
+        self.result = result
 
 
 class _Job:
@@ -196,15 +230,22 @@ class NovaController:
     :param context: the service's context, which owns the ``nova-fixup``
         and ``nova-reset`` pools; a private one (closed by :meth:`close`)
         by default
+    :param fencer: makes sure a failed host is off before it is forced
+        down; by default the one ``[fencing] driver`` names, loaded here
+        and closed by :meth:`close`
+    :raises ConfigurationError: if that fencer cannot be loaded
     """
 
     def __init__(self, conf: cfg.ConfigOpts, client: nova.NovaClient,
                  publish: typing.Callable[[list[event_model.Event]],
                                           typing.Any] | None = None,
                  timeline: profiler.Timeline | None = None,
-                 context: context_mod.ServiceContext | None = None) -> None:
+                 context: context_mod.ServiceContext | None = None,
+                 fencer: fencer_base.FencerBase | None = None) -> None:
         self.conf = conf
         self.client = client
+        self._own_fencer = fencer is None
+        self.fencer = fencers.load(conf) if fencer is None else fencer
         self.publish = publish
         self._own_context = context is None
         self.context = (context_mod.ServiceContext('nova-controller')
@@ -322,6 +363,8 @@ class NovaController:
                         'leaving them', len(not_done), timeout)
         if self._own_context:
             self.context.close(0 if not_done else timeout)
+        if self._own_fencer:
+            self.fencer.close()
 
     def _forget_future(self, future: concurrent.futures.Future) -> None:
         with self._lock:
@@ -337,26 +380,28 @@ class NovaController:
             instances_total=len(job.instances), started=time.time())
         errors: list[str] = []
         service_ok = False
+        fenced = True
         try:
-            # Resets first, so that they run while the service is forced
-            # down: both are needed, neither waits for the other.
-            resets = [self._submit_reset(job, inst)
-                      for inst in job.instances]
-            try:
-                self._set_service(job, down=job.action == 'force_down')
-                service_ok = True
-                if job.action == 'force_down':
-                    self.timeline.mark(result.monitor_event_id, 'T04')
-            except (exceptions.NovaError, _Stopped) as exc:
-                if not isinstance(exc, _Stopped):
-                    errors.append(str(exc))
-            self._collect_resets(job, resets, result, errors)
+            if job.action == 'force_down':
+                fenced = self._fence(job, result)
+            if fenced:
+                service_ok = self._fix_up(job, result, errors)
+        except _Stopped:
+            pass  # while fencing: superseded or closing
         except Exception as exc:  # a bug here must still give a result
             LOG.exception('Nova fix-up of host %s failed unexpectedly',
                           job.host)
             errors.append(f'unexpected error: {exc}')
         result.finished = time.time()
-        result.outcome = self._outcome(job, service_ok, result)
+        if not fenced and job.stop_reason != SUPERSEDED:
+            result.outcome = NOT_FENCED
+            errors.insert(0, (
+                f'the host could not be fenced ({result.fence_outcome}: '
+                f'{result.fence_error}), so it was not forced down nor '
+                f'were its instances set to error; [fencing] on_failure '
+                f'= {self.conf.fencing.on_failure}'))
+        else:
+            result.outcome = self._outcome(job, service_ok, result)
         if job.stop_reason == CLOSED:
             errors.append('the controller was closed before the fix-up '
                           'ended')
@@ -366,6 +411,87 @@ class NovaController:
                 del self._active[job.host]
         self._report(job, result)
         return result
+
+    def _fix_up(self, job: _Job, result: ControllerResult,
+                errors: list[str]) -> bool:
+        """Force the service down (or up), reset the instances.
+
+        :returns: whether the service was changed
+        """
+        # Resets first, so that they run while the service is forced
+        # down: both are needed, neither waits for the other.
+        resets = [self._submit_reset(job, inst) for inst in job.instances]
+        service_ok = False
+        try:
+            self._set_service(job, down=job.action == 'force_down')
+            service_ok = True
+            if job.action == 'force_down':
+                self.timeline.mark(result.monitor_event_id, 'T04')
+        except (exceptions.NovaError, _Stopped) as exc:
+            if not isinstance(exc, _Stopped):
+                errors.append(str(exc))
+        self._collect_resets(job, resets, result, errors)
+        return service_ok
+
+    def _fence(self, job: _Job, result: ControllerResult) -> bool:
+        """Make sure the host is off; whether Nova may be fixed up.
+
+        A verified fix-up (a takeover) reads the power state first, and
+        leaves a host that is off already alone. With ``[fencing]
+        on_failure = wait`` a failed attempt is tried again, with backoff,
+        until one works, the job's deadline passes or the job is stopped
+        (the host came back up: :class:`_Stopped`).
+        """
+        fencer = self.fencer
+        timeout = self.conf.fencing.timeout
+        started = time.time()
+
+        def attempt() -> fencer_base.FenceResult:
+            job.check()
+            result.fence_attempts += 1
+            if job.verify and fencer.power_state(job.host,
+                                                 timeout) == 'off':
+                now = time.time()
+                LOG.info('Host %s is off already: not fenced again',
+                         job.host)
+                return fencer_base.FenceResult(
+                    job.host, fencer_base.ALREADY_OFF, started=now,
+                    finished=now)
+            outcome = fencer.fence(job.host, timeout)
+            if not outcome.safe:
+                raise _NotFenced(outcome)
+            return outcome
+
+        def before_wait(attempt: int, exc: BaseException,
+                        delay: float) -> None:
+            LOG.warning('Host %s not fenced (attempt %d: %s); trying again '
+                        'in %.1f s, until the fix-up deadline in %.0f s',
+                        job.host, attempt, exc, delay,
+                        job.deadline - time.monotonic())
+
+        def wait(delay: float) -> None:
+            if job.stop.wait(delay):
+                job.check()
+
+        waiting = self.conf.fencing.on_failure == fencers.WAIT
+        try:
+            fence = retry.call(
+                attempt,
+                backoff=retry.Backoff(FENCE_RETRY_BACKOFF,
+                                      MAX_PATIENCE_STEP),
+                retry_if=lambda exc: waiting and isinstance(exc, _NotFenced),
+                deadline=max(0.0, job.deadline - time.monotonic()),
+                before_sleep=before_wait, sleep=wait)
+        except _NotFenced as exc:
+            fence = exc.result
+        finally:
+            result.fence_ms = (time.time() - started) * 1000.0
+        result.fence_outcome = fence.outcome
+        result.fence_error = fence.error
+        if fence.outcome in (fencer_base.FENCED, fencer_base.ALREADY_OFF):
+            self.timeline.mark(result.monitor_event_id, 'fenced',
+                               fence.finished)
+        return fence.safe
 
     def _submit_reset(self, job: _Job, inst: topology.Instance
                       ) -> concurrent.futures.Future:

@@ -128,10 +128,12 @@ class TestFormat(base.TestCase):
                          lines[1])
         self.assertEqual('  T02          —     found affected (inspector '
                          'knows the VMs)', lines[2])
+        self.assertEqual('  fenced       —     host fenced (known to be '
+                         'off)', lines[3])
         self.assertEqual('  T09     110.50 ms  alarm received by the '
-                         'consumer', lines[9])
+                         'consumer', lines[10])
         self.assertEqual('  notification time T09 − T01: 100.50 ms',
-                         lines[10])
+                         lines[11])
 
     def test_origin_is_first_mark_without_t00(self):
         self.timeline.mark('f1', 'T02', 50.5)
@@ -140,4 +142,12 @@ class TestFormat(base.TestCase):
         self.assertEqual(len(profiler.CHECKPOINTS), len(lines))
         self.assertIn('T01       0.00 ms', lines[1])
         self.assertIn('T02     500.00 ms', lines[2])
+
+    def test_fenced_lines_up_with_the_t_marks(self):
+        self.timeline.mark('f1', 'T00', 100.0)
+        self.timeline.mark('f1', 'fenced', 100.25)
+        lines = self.timeline.format('f1').splitlines()
+        self.assertEqual('  fenced  250.00 ms  host fenced (known to be off)',
+                         lines[3])
+        self.assertEqual(lines[0].index(' ms'), lines[3].index(' ms'))
         self.assertNotIn('notification time', lines[-1])

@@ -310,8 +310,12 @@ class TestResults(ControllerTestCase):
             'host': HOST, 'monitor_event_id': 'f', 'action': 'force_down',
             'outcome': 'success', 'instances_total': 2,
             'instances_reset': 2, 'instances_missing': 0,
-            'instances_failed': 0, 'error': ''},
-            {k: v for k, v in traits.items() if k != 'duration_ms'})
+            'instances_failed': 0, 'error': '', 'fence_outcome': 'none',
+            'fence_error': '', 'fence_attempts': 1},
+            {k: v for k, v in traits.items()
+             if k not in ('duration_ms', 'fence_ms')})
+        self.assertAlmostEqual(result.fence_ms, traits['fence_ms'],
+                               places=2)
         self.assertAlmostEqual(result.duration_ms, traits['duration_ms'],
                                places=2)
         types = {t.name: t.dtype for t in published.traits}
