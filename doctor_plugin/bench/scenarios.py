@@ -26,6 +26,7 @@ import oslo_messaging
 
 from doctor_plugin.bench import cluster
 from doctor_plugin.bench import detection
+from doctor_plugin.bench import fencing
 from doctor_plugin.bench import harness
 from doctor_plugin.bench import memory
 from doctor_plugin.bench import partitions
@@ -404,6 +405,7 @@ SCENARIOS: dict[str, typing.Callable[..., harness.ScenarioResult]] = {
     'B9': partitions.run_b9,
     'B10': partitions.run_b10,
     'B11': partitions.run_b11,
+    'F1': fencing.run_f1,
     'R1': reliability.run_r1,
     'R2': reliability.run_r2,
     'R3': reliability.run_r3,

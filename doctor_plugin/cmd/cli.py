@@ -47,8 +47,8 @@ PROG = 'doctor-plugin'
 #: ``GROUPS``, written out so that parsing the command line imports no
 #: bench code (a unit test keeps them equal).
 BENCH_SCENARIOS = ('B1', 'B1-bus', 'B1-cluster', 'B2', 'B3', 'B4', 'B5',
-                   'B6', 'B7', 'B8', 'B9', 'B10', 'B11', 'R1', 'R2', 'R3',
-                   'R4', 'R5', 'R6', 'S1')
+                   'B6', 'B7', 'B8', 'B9', 'B10', 'B11', 'F1', 'R1', 'R2',
+                   'R3', 'R4', 'R5', 'R6', 'S1')
 BENCH_GROUPS = ('reliability',)
 #: ``doctor_plugin.bench.harness.DEFAULT_TRANSPORT_URL``, for the help.
 BENCH_TRANSPORT_URL = 'rabbit://guest:guest@127.0.0.1:5672/'

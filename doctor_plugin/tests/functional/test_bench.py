@@ -19,11 +19,13 @@ listener and the Nova stand-in each in a process of its own.
 import json
 
 from doctor_plugin.bench import cluster
+from doctor_plugin.bench import fencing
 from doctor_plugin.bench import harness
 from doctor_plugin.bench import partitions
 from doctor_plugin.bench import scenarios
 from doctor_plugin.testing import netns
 from doctor_plugin.testing import services
+from doctor_plugin.tests import base as test_base
 from doctor_plugin.tests.functional import base
 
 
@@ -110,3 +112,21 @@ class TestPartitionScenarios(base.FunctionalTestCase):
         self.assertEqual(0, result.extra['tenant_alarms'], result.extra)
         self.assertTrue(result.extra['cases']['management_link_down'][
             'fault_seen'], result.extra)
+
+
+class TestFencingScenario(test_base.TestCase):
+    """F1 needs no broker: the BMC stand-in and Nova's, on loopback."""
+
+    def test_f1_short_run_fences_every_trial(self):
+        self.assertIs(fencing.run_f1, scenarios.SCENARIOS['F1'])
+        options = harness.BenchOptions(trials=5, warmup=1)
+        log = []
+        result = fencing.run_f1(options, log.append)
+        data = json.loads(json.dumps(result.as_json(), allow_nan=False))
+        self.assertEqual(('F1', 5, 5, 0, 0),
+                         (data['scenario'], data['trials'],
+                          data['received'], data['lost'],
+                          data['fence_failures']), log)
+        self.assertGreater(data['latency_ms']['p50'], 0)
+        self.assertLess(data['latency_ms']['max'], 5000)
+        self.assertEqual('p99 <= 1000 ms, 0 fence failures', data['target'])
