@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import socket
+import typing
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -154,7 +155,8 @@ class InspectorService:
         self.engine = engine.Inspector(conf, self.pipeline, topology,
                                        timeline, self.controller,
                                        context=context,
-                                       cluster=self.cluster)
+                                       cluster=self.cluster,
+                                       power_state=self._power_reader(conf))
         if self.controller is not None:
             self.controller.yield_to(self.engine.activity.wait_idle)
         api_transformer = plugins.load_driver(
@@ -174,6 +176,18 @@ class InspectorService:
             if any(t.event_types for t in transformers):
                 self.listener = listener.NotificationListener(
                     conf, self.engine, transformers, transport_url)
+
+    def _power_reader(self, conf: cfg.ConfigOpts
+                      ) -> typing.Callable[[str], str] | None:
+        """How a suspect host's power state is read: the controller's fencer.
+
+        None without a controller or with the ``none`` fencer, which knows
+        no power state.
+        """
+        if self.controller is None or conf.fencing.driver == 'none':
+            return None
+        fencer, timeout = self.controller.fencer, conf.fencing.timeout
+        return lambda host: fencer.power_state(host, timeout)
 
     def _make_cluster(self, conf: cfg.ConfigOpts) -> tuple[
             cluster_mod.Cluster, cluster_mod.Takeover | None]:

@@ -52,10 +52,12 @@ import uuid
 
 from oslo_config import cfg
 import oslo_messaging
+import yaml
 
 from doctor_plugin.common import messaging
 from doctor_plugin import event as event_model
 from doctor_plugin import exceptions
+from doctor_plugin.testing import bmc as bmc_mod
 from doctor_plugin.testing import broker
 from doctor_plugin.testing import childproc
 from doctor_plugin.testing import cluster as cluster_mod
@@ -70,6 +72,8 @@ MANAGEMENT = PLANES[0]
 INSPECTOR_PORT = 12345
 HEARTBEAT_PORT = 12346
 PROBE_PORT = 12347
+#: The IPMI port of the first host's BMC; the others' follow.
+BMC_PORT = 6230
 
 #: The real-time priority (SCHED_RR) of the agents and monitors: above
 #: every normal process, below the kernel's threads (50).
@@ -204,6 +208,12 @@ class Site:
     :param inspector_options: further ``{group: {option: value}}`` of the
         inspector
     :param monitor_options: further options of every monitor
+    :param fencing: ``[fencing] on_failure`` (``skip_fixup`` or
+        ``wait``) to fence failed hosts through IPMI, each host's BMC a
+        stand-in served from a namespace of its own (``bmc``); None: no
+        fencing
+    :param bmc_credentials_ok: give the inspector the BMCs' password
+        (else a wrong one)
     :param realtime: run the agents and the monitors at real-time
         priority (``chrt --rr``), as heartbeat daemons are deployed (see
         the monitoring guide): otherwise a loaded machine delays their
@@ -216,6 +226,8 @@ class Site:
                  tenants: int = 2, vms_per_host: int = 2,
                  inspector_options: Options | None = None,
                  monitor_options: Options | None = None,
+                 fencing: str | None = None,
+                 bmc_credentials_ok: bool = True,
                  realtime: bool = True,
                  transport_url: str = services.TRANSPORT_URL) -> None:
         self.run_id = uuid.uuid4().hex[:8]
@@ -231,6 +243,10 @@ class Site:
         self.inspector_options = inspector_options
         self.monitor_options = monitor_options
         self.realtime = realtime
+        self.fencing = fencing
+        self.bmc: bmc_mod.BmcProcess | None = None
+        self.bmc_password = secrets.token_hex(8)
+        self.bmc_credentials_ok = bmc_credentials_ok
         self.transport_url = transport_url
         self.topic = f'doctor-site-{self.run_id}'
         self.exchange = f'doctor-site-{self.run_id}'
@@ -277,6 +293,8 @@ class Site:
         self.nodes['inspector'] = inspector
         for name in self.monitor_names + self.host_names:
             self.nodes[name] = self.testbed.add_node(name, self.planes)
+        if self.fencing:
+            self._start_bmcs()
         for port in (services.address(self.transport_url, 5672)[1],
                      services.address(self.nova.url, 80)[1],
                      self.consumer.server_port):
@@ -297,6 +315,28 @@ class Site:
     def inspector_url(self) -> str:
         return (f'http://{self.inspector.address(MANAGEMENT)}:'
                 f'{INSPECTOR_PORT}')
+
+    def bmc_port(self, host: str) -> int:
+        """The IPMI port of ``host``'s BMC (on the ``bmc`` node)."""
+        return BMC_PORT + self.host_names.index(host)
+
+    def _start_bmcs(self) -> None:
+        """One BMC per host, on the management plane, and the BMC file."""
+        node = self.testbed.add_node('bmc', (MANAGEMENT,))
+        self.nodes['bmc'] = node
+        address = node.address(MANAGEMENT)
+        self.bmc = bmc_mod.BmcProcess(
+            [self.bmc_port(h) for h in self.host_names],
+            username='doctor', password=self.bmc_password, address=address,
+            prefix=['ip', 'netns', 'exec', node.namespace]).start()
+        with open(os.path.join(self.dir, 'bmcs.yaml'), 'w') as f:
+            yaml.safe_dump({'hosts': {
+                host: {'address': address, 'port': self.bmc_port(host),
+                       'username': 'doctor',
+                       'password': (self.bmc_password
+                                    if self.bmc_credentials_ok
+                                    else 'not-' + self.bmc_password)}
+                for host in self.host_names}}, f)
 
     def _write_inspector_files(self) -> None:
         assert self.consumer is not None
@@ -368,6 +408,10 @@ class Site:
             'notifier': {'webhook_max_retries': 0,
                          'webhook_timeout': 2.0},
         }, self.inspector_options)
+        if self.fencing:
+            sections = _merge({'fencing': {
+                'driver': 'ipmi', 'on_failure': self.fencing,
+                'bmc_file': f'{self.dir}/bmcs.yaml'}}, sections)
         path = self._conf_file('inspector', sections)
         proc = self.inspector.popen(
             childproc.console('inspector',
@@ -508,6 +552,9 @@ class Site:
     # Tear-down.
 
     def stop(self) -> None:
+        if self.bmc is not None:
+            with contextlib.suppress(Exception):
+                self.bmc.stop()
         with contextlib.suppress(Exception):
             self.testbed.close()
         if self.bus is not None:

@@ -45,11 +45,14 @@ class SiteTestCase(base.TestCase):
         super().setUp()
         self.require(netns.capability_problem())
         self.require(services.problem('RabbitMQ'))
-        self.site = site_mod.Site(inspector_options=self.inspector_options)
+        self.site = self.make_site()
         self.addOnException(self._attach_logs)
         self.addCleanup(self.site.stop)
         self.site.start()
         self.bus = self.site.bus
+
+    def make_site(self):
+        return site_mod.Site(inspector_options=self.inspector_options)
 
     def _attach_logs(self, exc_info):
         for name in ['inspector'] + self.site.monitor_names:
@@ -136,3 +139,132 @@ class TestPartitions(SiteTestCase):
 
     def test_loss_on_one_plane(self):
         self.hold('management_loss_30')
+
+
+class FencingTestCase(SiteTestCase):
+    """Fencing through IPMI over the namespaces' management plane."""
+
+    fencing = 'skip_fixup'
+    bmc_credentials_ok = True
+
+    def make_site(self):
+        return site_mod.Site(inspector_options={
+            'inspector': {'flap_window': 0},
+            'fencing': {'timeout': 2.0},
+            'nova': {'fixup_deadline': 30}},
+            fencing=self.fencing,
+            bmc_credentials_ok=self.bmc_credentials_ok)
+
+    def fail(self, host):
+        fault = self.site.fail_host(host)
+        self.assertIsNotNone(self.bus.wait('compute.host.down', host,
+                                           since=fault))
+        return fault
+
+    def result(self, host, since, timeout=20.0):
+        """The controller's result of ``host``'s force-down."""
+        found = self.bus.wait('doctor.controller.result', host, since=since,
+                              timeout=timeout, action='force_down')
+        self.assertIsNotNone(found, self.site.log_of('inspector'))
+        return found.traits
+
+    def force_down_calls(self):
+        return [c for c in self.site.nova.calls_to('PUT', '/v2.1/os-services')
+                if isinstance(c.body, dict)
+                and c.body.get('forced_down') is True]
+
+
+class TestFencing(FencingTestCase):
+
+    def test_a_down_host_is_powered_off_before_nova_is_told(self):
+        host = self.site.host_names[0]
+        fault = self.fail(host)
+        result = self.result(host, fault)
+        self.assertEqual(('success', 'fenced'),
+                         (result['outcome'], result['fence_outcome']))
+        off = self.site.bmc.wait_for_change(self.site.bmc_port(host), 'off',
+                                            5)
+        self.assertIsNotNone(off)
+        (force_down,) = self.force_down_calls()
+        self.assertLess(off.at, force_down.at)
+        # The other hosts' BMCs were not touched.
+        self.assertEqual([], [c for c in self.site.bmc.changes()
+                              if c.port != self.site.bmc_port(host)])
+
+    def test_an_unreachable_bmc_leaves_nova_alone(self):
+        self.site.nodes['bmc'].cut_off()
+        host = self.site.host_names[1]
+        fault = self.fail(host)
+        # The tenants are told all the same.
+        self.assertTrue(self.site.alarms.wait_hosts([host], 10))
+        result = self.result(host, fault)
+        self.assertEqual(('not_fenced', 'timed_out'),
+                         (result['outcome'], result['fence_outcome']))
+        self.assertEqual([], self.force_down_calls())
+
+    def test_a_host_already_off_is_not_fenced_again(self):
+        host = self.site.host_names[2]
+        self.site.bmc.control(port=self.site.bmc_port(host), power='off')
+        fault = self.fail(host)
+        result = self.result(host, fault)
+        self.assertEqual(('success', 'already_off'),
+                         (result['outcome'], result['fence_outcome']))
+        self.assertEqual(1, len(self.force_down_calls()))
+
+    def test_power_off_confirms_a_single_report(self):
+        # Two monitors of three dead: one report can never become two.
+        for name in self.site.monitor_names[1:]:
+            self.site.kill(name)
+        time.sleep(3.0)
+        host = self.site.host_names[0]
+        self.site.bmc.control(port=self.site.bmc_port(host), power='off')
+        fault = self.site.fail_host(host)
+        down = self.bus.wait('compute.host.down', host, since=fault)
+        self.assertIsNotNone(down, self.site.log_of('inspector'))
+        self.assertEqual(f'{self.site.monitor_names[0]},power_state',
+                         down.traits['confirmed_by'])
+
+    def test_power_on_keeps_a_single_report_suspect(self):
+        for name in self.site.monitor_names[1:]:
+            self.site.kill(name)
+        time.sleep(3.0)
+        host = self.site.host_names[0]
+        fault = self.site.fail_host(host)
+        self.assertIsNotNone(self.bus.wait('compute.host.suspect', host,
+                                           since=fault))
+        time.sleep(3.0)
+        self.assertEqual([], self.site.false_downs(since=fault))
+        self.assertEqual([], self.force_down_calls())
+
+
+class TestFencingWithWrongCredentials(FencingTestCase):
+
+    bmc_credentials_ok = False
+
+    def test_fencing_fails_and_nova_is_left_alone(self):
+        host = self.site.host_names[0]
+        fault = self.fail(host)
+        result = self.result(host, fault)
+        self.assertEqual(('not_fenced', 'failed'),
+                         (result['outcome'], result['fence_outcome']))
+        self.assertIn('skip_fixup', result['error'])
+        self.assertEqual([], self.force_down_calls())
+
+
+class TestFencingThatWaits(FencingTestCase):
+
+    fencing = 'wait'
+
+    def test_nova_is_told_once_the_bmc_answers(self):
+        bmc = self.site.nodes['bmc']
+        bmc.cut_off()
+        host = self.site.host_names[0]
+        fault = self.fail(host)
+        time.sleep(4.0)
+        self.assertEqual([], self.force_down_calls())
+        bmc.restore()
+        result = self.result(host, fault, timeout=30)
+        self.assertEqual(('success', 'fenced'),
+                         (result['outcome'], result['fence_outcome']))
+        self.assertGreater(int(result['fence_attempts']), 1)
+        self.assertEqual(1, len(self.force_down_calls()))
