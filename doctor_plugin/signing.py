@@ -21,6 +21,10 @@ made the way Ceilometer's publishers make it (:func:`compute_signature`),
 under the ``telemetry_secret``; :func:`message_from_event` serialises and
 signs one, :func:`verify_signature` checks one.
 
+**Datagrams.** A heartbeat or a probe between monitors, with
+``[heartbeat] key`` set, ends with the HMAC-SHA256 under the key of all
+that precedes it (:func:`seal`, checked by :func:`check_seal`).
+
 **Webhooks.**
 With ``[notifier] webhook_signing_key`` every webhook POST carries
 ``X-Doctor-Timestamp`` (Unix seconds, when it was sent) and
@@ -45,10 +49,41 @@ import typing
 if typing.TYPE_CHECKING:
     from doctor_plugin import event as event_model
 
+#: The length of a datagram's seal (HMAC-SHA256).
+SEAL_LENGTH = hashlib.sha256().digest_size
+
 TIMESTAMP_HEADER = 'X-Doctor-Timestamp'
 SIGNATURE_HEADER = 'X-Doctor-Signature'
 #: How old a signed request may be, in seconds, by default.
 MAX_AGE = 300.0
+
+
+def seal(key: bytes | None, data: bytes) -> bytes:
+    """``data`` with its seal appended; as it is without a key."""
+    if not key:
+        return data
+    return data + hmac.new(key, data, hashlib.sha256).digest()
+
+
+def check_seal(key: bytes | None, data: bytes, end: int, sealed: bool,
+               unsealed_error: str, bad_error: str) -> None:
+    """Check the seal of ``data[:end]``, which is ``data[end:]``.
+
+    Without a key anything passes; with one, the datagram must be sealed,
+    and under it.
+
+    :param sealed: whether the datagram says it is
+    :param unsealed_error: why an unsealed datagram is dropped
+    :param bad_error: why one sealed under another key is dropped
+    :raises ValueError: with one of them
+    """
+    if not key:
+        return
+    if not sealed:
+        raise ValueError(unsealed_error)
+    if not hmac.compare_digest(
+            hmac.new(key, data[:end], hashlib.sha256).digest(), data[end:]):
+        raise ValueError(bad_error)
 
 
 def signature(key: bytes, timestamp: str, body: bytes) -> str:

@@ -115,8 +115,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import hashlib
-import hmac
 import secrets
 import select
 import socket
@@ -133,6 +131,7 @@ from doctor_plugin.common import profiler
 from doctor_plugin import exceptions
 from doctor_plugin.monitors import base
 from doctor_plugin.monitors import probe
+from doctor_plugin import signing
 
 LOG = logging.getLogger(__name__)
 
@@ -236,8 +235,6 @@ _HEADER = struct.Struct('!4sBBHQd16s')
 _MAGIC = b'DHB1'
 _VERSION = 1
 _SIGNED = 0x01
-_DIGEST = hashlib.sha256
-_SIG_LEN = _DIGEST().digest_size
 MAX_HOSTNAME = 255
 
 
@@ -252,11 +249,9 @@ def encode(host: str, seq: int, sent: float, boot: bytes,
            key: bytes | None = None) -> bytes:
     """The datagram of one heartbeat."""
     name = host.encode('utf-8')
-    data = _HEADER.pack(_MAGIC, _VERSION, _SIGNED if key else 0, len(name),
-                        seq, sent, boot) + name
-    if key:
-        data += hmac.new(key, data, _DIGEST).digest()
-    return data
+    return signing.seal(key, _HEADER.pack(
+        _MAGIC, _VERSION, _SIGNED if key else 0, len(name), seq, sent,
+        boot) + name)
 
 
 def decode(data: bytes, key: bytes | None = None) -> Heartbeat:
@@ -272,17 +267,13 @@ def decode(data: bytes, key: bytes | None = None) -> Heartbeat:
         raise ValueError('not a doctor_plugin heartbeat (version 1)')
     end = _HEADER.size + length
     signed = bool(flags & _SIGNED)
-    if len(data) != end + (_SIG_LEN if signed else 0) or not 0 < length <= \
-            MAX_HOSTNAME:
+    if (len(data) != end + (signing.SEAL_LENGTH if signed else 0)
+            or not 0 < length <= MAX_HOSTNAME):
         raise ValueError('malformed heartbeat (length)')
-    if key:
-        if not signed:
-            raise ValueError('unsigned heartbeat, and [heartbeat] key is '
-                             'set')
-        if not hmac.compare_digest(
-                hmac.new(key, data[:end], _DIGEST).digest(), data[end:]):
-            raise ValueError('bad signature (is [heartbeat] key the same '
-                             'on the agent?)')
+    signing.check_seal(
+        key, data, end, signed,
+        'unsigned heartbeat, and [heartbeat] key is set',
+        'bad signature (is [heartbeat] key the same on the agent?)')
     try:
         host = data[_HEADER.size:end].decode('utf-8')
     except UnicodeDecodeError:

@@ -50,11 +50,11 @@ and is dropped, never answered.
 from __future__ import annotations
 
 import collections
-import hashlib
-import hmac
 import math
 import struct
 import typing
+
+from doctor_plugin import signing
 
 REQUEST = 1
 ANSWER = 2
@@ -75,12 +75,10 @@ _HEADER = struct.Struct('!4sBBBBQdddH')
 _MAGIC = b'DHP1'
 _VERSION = 1
 _SIGNED = 0x01
-_DIGEST = hashlib.sha256
-_SIG_LEN = _DIGEST().digest_size
 MAX_HOSTNAME = 255
 #: The largest valid datagram; receive buffers are larger, so that a
 #: longer one is seen whole and refused.
-MAX_SIZE = _HEADER.size + MAX_HOSTNAME + _SIG_LEN
+MAX_SIZE = _HEADER.size + MAX_HOSTNAME + signing.SEAL_LENGTH
 
 
 class Message(typing.NamedTuple):
@@ -100,9 +98,7 @@ def encode(message: Message, key: bytes | None = None) -> bytes:
                         _SIGNED if key else 0, message.status,
                         message.nonce, message.sent, message.age,
                         message.last_sent, len(name)) + name
-    if key:
-        data += hmac.new(key, data, _DIGEST).digest()
-    return data
+    return signing.seal(key, data)
 
 
 def decode(data: bytes, key: bytes | None = None) -> Message:
@@ -120,16 +116,13 @@ def decode(data: bytes, key: bytes | None = None) -> Message:
         raise ValueError(f'unknown probe message kind {kind}')
     signed = bool(flags & _SIGNED)
     end = _HEADER.size + length
-    if len(data) != end + (_SIG_LEN if signed else 0):
+    if len(data) != end + (signing.SEAL_LENGTH if signed else 0):
         raise ValueError('malformed probe message (length)')
-    if key:
-        if not signed:
-            raise ValueError('unsigned probe message, and [heartbeat] key '
-                             'is set')
-        if not hmac.compare_digest(
-                hmac.new(key, data[:end], _DIGEST).digest(), data[end:]):
-            raise ValueError('bad probe signature (is [heartbeat] key the '
-                             'same on every monitor?)')
+    signing.check_seal(
+        key, data, end, signed,
+        'unsigned probe message, and [heartbeat] key is set',
+        'bad probe signature (is [heartbeat] key the same on every '
+        'monitor?)')
     about_host = kind in (REQUEST, ANSWER)
     if about_host != (0 < length <= MAX_HOSTNAME):
         raise ValueError('malformed probe message (host name)')

@@ -151,3 +151,37 @@ class TestSignature(base.TestCase):
                                              None)
         self.assertEqual('', message['message_signature'])
         self.assertTrue(signing.verify_signature(message, None))
+
+
+class TestSeal(base.TestCase):
+    """The seal of heartbeats and probes."""
+
+    def check(self, key, data, sealed=True):
+        signing.check_seal(key, data, len(data) - signing.SEAL_LENGTH
+                           if sealed and key else len(data), sealed,
+                           'unsealed', 'bad')
+
+    def test_sealed_under_the_key_passes(self):
+        data = signing.seal(b'k', b'payload')
+        self.assertEqual(b'payload', data[:7])
+        self.assertEqual(hmac.new(b'k', b'payload', hashlib.sha256).digest(),
+                         data[7:])
+        self.check(b'k', data)
+
+    def test_no_key_no_seal(self):
+        self.assertEqual(b'payload', signing.seal(None, b'payload'))
+        self.check(None, b'payload', sealed=False)
+
+    def test_another_key_is_refused(self):
+        data = signing.seal(b'other', b'payload')
+        self.assertRaisesRegex(ValueError, '^bad$', self.check, b'k', data)
+
+    def test_tampered_data_is_refused(self):
+        data = bytearray(signing.seal(b'k', b'payload'))
+        data[0] ^= 1
+        self.assertRaisesRegex(ValueError, '^bad$', self.check, b'k',
+                               bytes(data))
+
+    def test_unsealed_with_a_key_is_refused(self):
+        self.assertRaisesRegex(ValueError, '^unsealed$', self.check, b'k',
+                               b'payload', False)
