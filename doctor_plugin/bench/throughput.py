@@ -178,8 +178,7 @@ class Arrivals:
             for ev in events:
                 if not isinstance(ev, dict):
                     continue
-                traits = {t[0]: t[2] for t in ev.get('traits') or ()
-                          if isinstance(t, list) and len(t) == 3}
+                traits = broker.traits_of(ev)
                 event_id = str(traits.get('monitor_event_id') or '')
                 if not event_id.startswith(self.prefix):
                     continue
@@ -238,24 +237,20 @@ class BusCounter:
     def __init__(self, transport: oslo_messaging.Transport,
                  topic: str) -> None:
         self.current: Arrivals | None = None
-        self._listener = oslo_messaging.get_notification_listener(
-            transport, [oslo_messaging.Target(topic=topic)], [self],
-            executor='threading')
+        self._tap = broker.EventTap(transport, topic, self._received)
 
-    def sample(self, ctxt: typing.Any, publisher_id: str, event_type: str,
-               payload: typing.Any, metadata: typing.Any) -> None:
-        at = time.time()
+    def _received(self, events: list[dict[str, typing.Any]],
+                  at: float) -> None:
         current = self.current
-        if current is not None and isinstance(payload, list):
-            current.add_events(payload, at)
+        if current is not None:
+            current.add_events(events, at)
 
     def start(self) -> BusCounter:
-        self._listener.start()
+        self._tap.start()
         return self
 
     def stop(self) -> None:
-        self._listener.stop()
-        self._listener.wait()
+        self._tap.stop()
 
 
 class Dispatch:

@@ -32,6 +32,7 @@ queues.
 
 from __future__ import annotations
 
+import time
 import typing
 
 from oslo_config import cfg
@@ -55,6 +56,45 @@ def listener_queue_names(topics: typing.Iterable[str],
         return [pool]
     return [f'{topic}.{priority}' for topic in topics
             for priority in PRIORITIES]
+
+
+def traits_of(event: typing.Mapping[str, typing.Any]) -> dict[str, typing.Any]:
+    """The traits of a serialised event, by name (as the bus has them)."""
+    return {t[0]: t[2] for t in event.get('traits') or ()
+            if isinstance(t, list) and len(t) == 3}
+
+
+class EventTap:
+    """The serialised events that ``messaging://`` publishes on ``topic``.
+
+    Each bus message (a list of serialised events, as the event publisher
+    sends them) is handed to ``on_events`` with its arrival time
+    (``time.time()``), from the listener's thread; what is not a list of
+    events is left out.
+    """
+
+    def __init__(self, transport: oslo_messaging.Transport, topic: str,
+                 on_events: typing.Callable[
+                     [list[dict[str, typing.Any]], float], None]) -> None:
+        self._on_events = on_events
+        self._listener = oslo_messaging.get_notification_listener(
+            transport, [oslo_messaging.Target(topic=topic)], [self],
+            executor='threading')
+
+    def sample(self, ctxt: typing.Any, publisher_id: str, event_type: str,
+               payload: typing.Any, metadata: typing.Any) -> None:
+        at = time.time()
+        if isinstance(payload, list):
+            self._on_events([ev for ev in payload if isinstance(ev, dict)],
+                            at)
+
+    def start(self) -> EventTap:
+        self._listener.start()
+        return self
+
+    def stop(self) -> None:
+        self._listener.stop()
+        self._listener.wait()
 
 
 def delete_queues(url: str | None, names: typing.Iterable[str]) -> None:

@@ -126,23 +126,14 @@ class BusLog:
                  topic: str) -> None:
         self.cond = threading.Condition()
         self.decisions: list[Decision] = []
-        self._listener = oslo_messaging.get_notification_listener(
-            transport, [oslo_messaging.Target(topic=topic)], [self],
-            executor='threading')
+        self._tap = broker.EventTap(transport, topic, self._received)
 
-    def sample(self, ctxt: typing.Any, publisher_id: str, event_type: str,
-               payload: typing.Any, metadata: typing.Any) -> None:
-        at = time.time()
-        if not isinstance(payload, list):
-            return
+    def _received(self, events: list[dict[str, typing.Any]],
+                  at: float) -> None:
         with self.cond:
-            for ev in payload:
-                if not isinstance(ev, dict):
-                    continue
-                traits = {t[0]: t[2] for t in ev.get('traits') or ()
-                          if isinstance(t, list) and len(t) == 3}
-                self.decisions.append(
-                    Decision(str(ev.get('event_type')), traits, at))
+            self.decisions.extend(
+                Decision(str(ev.get('event_type')), broker.traits_of(ev), at)
+                for ev in events)
             self.cond.notify_all()
 
     def select(self, event_type: str | None = None,
@@ -174,12 +165,11 @@ class BusLog:
         return found()
 
     def start(self) -> BusLog:
-        self._listener.start()
+        self._tap.start()
         return self
 
     def stop(self) -> None:
-        self._listener.stop()
-        self._listener.wait()
+        self._tap.stop()
 
 
 def _ini(sections: Options) -> str:
@@ -561,8 +551,8 @@ class Site:
             with contextlib.suppress(Exception):
                 self.bus.stop()
         with contextlib.suppress(Exception):
-            broker.delete_queues(self.transport_url, [
-                f'{self.topic}.sample', f'{self.topic}.info'])
+            broker.delete_queues(self.transport_url,
+                                 broker.listener_queue_names([self.topic]))
         if self.consumer is not None:
             self.consumer.stop()
         if self.nova is not None:

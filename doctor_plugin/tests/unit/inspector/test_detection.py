@@ -373,6 +373,17 @@ class TestInspectorCorroborates(test_engine.InspectorTestCase):
         return [ev.event_type for batch in self.recorder.batches
                 for ev in batch]
 
+    def inspector_with(self, **kwargs):
+        """An inspector recording what it publishes, with ``kwargs``."""
+        pipe = test_engine.make_pipeline(self.conf)
+        self.addCleanup(pipe.close)
+        self.recorder = notifications.BatchRecorder()
+        pipe.notifiers['log://'] = self.recorder
+        inspector = engine.Inspector(self.conf, pipe, self.topology,
+                                     self.timeline, **kwargs)
+        self.addCleanup(inspector.close)
+        return inspector
+
     def test_suspect_goes_on_the_bus_only(self):
         inspector = self.make_inspector()
         published = inspector.process([report()])
@@ -397,13 +408,7 @@ class TestInspectorCorroborates(test_engine.InspectorTestCase):
             def handle(self, ev, instances, verify=False):
                 calls.append((ev.trait('host'), len(instances)))
 
-        pipe = test_engine.make_pipeline(self.conf)
-        self.addCleanup(pipe.close)
-        self.recorder = notifications.BatchRecorder()
-        pipe.notifiers['log://'] = self.recorder
-        inspector = engine.Inspector(self.conf, pipe, self.topology,
-                                     self.timeline, controller=Controller())
-        self.addCleanup(inspector.close)
+        inspector = self.inspector_with(controller=Controller())
         inspector.process([report(monitor_id='mon-1')])
         self.assertEqual([], calls)
         inspector.process([report(monitor_id='mon-2')])
@@ -418,13 +423,7 @@ class TestInspectorCorroborates(test_engine.InspectorTestCase):
             answered.set()
             return 'off'
 
-        pipe = test_engine.make_pipeline(self.conf)
-        self.addCleanup(pipe.close)
-        self.recorder = notifications.BatchRecorder()
-        pipe.notifiers['log://'] = self.recorder
-        inspector = engine.Inspector(self.conf, pipe, self.topology,
-                                     self.timeline, power_state=power_state)
-        self.addCleanup(inspector.close)
+        inspector = self.inspector_with(power_state=power_state)
         inspector.process([report()])
         self.assertTrue(answered.wait(5))
         self.assertEqual(['compute-1'], asked)
@@ -442,13 +441,7 @@ class TestInspectorCorroborates(test_engine.InspectorTestCase):
             answered.set()
             return 'on'
 
-        pipe = test_engine.make_pipeline(self.conf)
-        self.addCleanup(pipe.close)
-        self.recorder = notifications.BatchRecorder()
-        pipe.notifiers['log://'] = self.recorder
-        inspector = engine.Inspector(self.conf, pipe, self.topology,
-                                     self.timeline, power_state=power_state)
-        self.addCleanup(inspector.close)
+        inspector = self.inspector_with(power_state=power_state)
         inspector.process([report()])
         self.assertTrue(answered.wait(5))
         threading.Event().wait(0.1)
