@@ -27,8 +27,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging as std_logging
+import signal
 import sys
 import time
+import typing
 
 from doctor_plugin.alarms import definitions
 from doctor_plugin.common import messaging
@@ -266,6 +268,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.run_demo(settings, args.timeout, interval=args.interval)
 
 
+def _exit_on_signal(signum: int, frame: typing.Any) -> None:
+    sys.exit(128 + signum)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from doctor_plugin.bench import harness
     from doctor_plugin.bench import scenarios
@@ -273,6 +279,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     options = harness.BenchOptions(
         transport_url=args.transport_url, trials=args.trials,
         duration=args.duration)
+    # Stopped (timeout(1), a job's end), a scenario still takes down what
+    # it started: its namespaces, child processes and CPU hogs.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     if args.scenario == 'all':
         ids = sorted(scenarios.SCENARIOS)
     else:
