@@ -1161,6 +1161,13 @@ class HeartbeatSender:
     hundreds of hosts with one); :meth:`pause` stops one host's heartbeats
     as its death would.
 
+    Each detector gets a non-blocking socket of its own: datagrams to a
+    detector whose address cannot be resolved (its machine or link is
+    down) wait in the kernel's neighbour queue, charged to the socket that
+    sent them; on a shared, blocking socket enough of them stall the
+    heartbeats to every other detector. One that cannot be sent now is
+    dropped: it would be late anyway.
+
     :param hosts: the host names to announce
     :param detectors: ``(address, port)`` of each detector
     """
@@ -1175,12 +1182,15 @@ class HeartbeatSender:
         self.boot = uuid.uuid4().bytes
         self.paused: set[str] = set()
         self._seq = 0
-        self._socks: dict[socket.AddressFamily, socket.socket] = {}
-        for address, _port in self.detectors:
-            family = socket.AF_INET6 if ':' in address else socket.AF_INET
-            if family not in self._socks:
-                self._socks[family] = socket.socket(family,
-                                                    socket.SOCK_DGRAM)
+        #: Datagrams dropped because a detector's socket was full.
+        self.dropped = 0
+        self._socks: list[tuple[socket.socket, tuple[str, int]]] = []
+        for address, port in self.detectors:
+            sock = socket.socket(
+                socket.AF_INET6 if ':' in address else socket.AF_INET,
+                socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            self._socks.append((sock, (address, port)))
 
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts) -> HeartbeatSender:
@@ -1201,14 +1211,14 @@ class HeartbeatSender:
             if host in self.paused:
                 continue
             data = encode(host, self._seq, now, self.boot, self.key)
-            for address, port in self.detectors:
-                family = (socket.AF_INET6 if ':' in address
-                          else socket.AF_INET)
+            for sock, destination in self._socks:
                 try:
-                    self._socks[family].sendto(data, (address, port))
+                    sock.sendto(data, destination)
+                except BlockingIOError:
+                    self.dropped += 1
                 except OSError as exc:
-                    LOG.debug('Heartbeat to %s:%d failed: %s', address,
-                              port, exc)
+                    LOG.debug('Heartbeat to %s:%d failed: %s',
+                              *destination, exc)
 
     def run(self, stop: threading.Event) -> None:
         """Send on a fixed schedule (not drifting) until ``stop``."""
@@ -1224,5 +1234,5 @@ class HeartbeatSender:
             stop.wait(delay)
 
     def close(self) -> None:
-        for sock in self._socks.values():
+        for sock, _ in self._socks:
             sock.close()

@@ -23,6 +23,8 @@ import fixtures
 from doctor_plugin.monitors import heartbeat
 from doctor_plugin.monitors import reporter as reporter_mod
 from doctor_plugin.testing import chain as chain_mod
+from doctor_plugin.testing import netns
+from doctor_plugin.tests import base as base_test
 from doctor_plugin.tests.functional import base
 
 #: From the kill to every tenant's alarm: two intervals of silence, a
@@ -104,3 +106,48 @@ class TestAgentKilled(base.FunctionalTestCase):
         self.assertEqual('up',
                          self.chain.inspector.engine.hosts.state(
                              'hb-compute'))
+
+
+class TestUnreachableDetector(base_test.TestCase):
+    """A detector that cannot be reached must not stall the others'."""
+
+    def test_heartbeats_to_the_others_keep_their_pace(self):
+        self.require(netns.capability_problem())
+        testbed = netns.Testbed(('management',)).start()
+        self.addCleanup(testbed.close)
+        agent, gone, alive = (testbed.add_node(name)
+                              for name in ('agent', 'gone', 'alive'))
+        receiver = alive.socket()
+        receiver.bind((alive.address('management'), 12346))
+        receiver.settimeout(0.5)
+        self.addCleanup(receiver.close)
+        # Its address cannot be resolved any more: what is sent to it
+        # waits in the agent's neighbour queue.
+        gone.cut_off()
+        # One sender for many hosts, as the benchmark's: 400 datagrams a
+        # second to each detector.
+        with netns.entered(agent.namespace):
+            sender = heartbeat.HeartbeatSender(
+                [f'host-{i}' for i in range(20)],
+                [(gone.address('management'), 12346),
+                 (alive.address('management'), 12346)], 0.05)
+        self.addCleanup(sender.close)
+        stop = threading.Event()
+        thread = threading.Thread(target=sender.run, args=(stop,))
+        thread.start()
+        self.addCleanup(thread.join, 5)
+        self.addCleanup(stop.set)
+        last = time.monotonic()
+        worst = 0.0
+        end = last + 15.0
+        while time.monotonic() < end:
+            try:
+                receiver.recv(2048)
+            except OSError:
+                pass
+            now = time.monotonic()
+            worst, last = max(worst, now - last), now
+        # A heartbeat interval, and scheduling: not the seconds a blocked
+        # send waits for the unreachable detector's queue to drain.
+        self.assertLess(worst, 0.3)
+        self.assertGreater(sender.dropped, 0)
