@@ -111,7 +111,7 @@ class TestAgentKilled(base.FunctionalTestCase):
 class TestUnreachableDetector(base_test.TestCase):
     """A detector that cannot be reached must not stall the others'."""
 
-    def test_heartbeats_to_the_others_keep_their_pace(self):
+    def test_sending_never_waits_for_it(self):
         self.require(netns.capability_problem())
         testbed = netns.Testbed(('management',)).start()
         self.addCleanup(testbed.close)
@@ -119,7 +119,7 @@ class TestUnreachableDetector(base_test.TestCase):
                               for name in ('agent', 'gone', 'alive'))
         receiver = alive.socket()
         receiver.bind((alive.address('management'), 12346))
-        receiver.settimeout(0.5)
+        receiver.setblocking(False)
         self.addCleanup(receiver.close)
         # Its address cannot be resolved any more: what is sent to it
         # waits in the agent's neighbour queue.
@@ -132,22 +132,31 @@ class TestUnreachableDetector(base_test.TestCase):
                 [(gone.address('management'), 12346),
                  (alive.address('management'), 12346)], 0.05)
         self.addCleanup(sender.close)
-        stop = threading.Event()
-        thread = threading.Thread(target=sender.run, args=(stop,))
+        durations = []
+
+        def send():
+            # At real-time priority, as agents run: what is timed is the
+            # sending, not this machine's other work.
+            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(40))
+            end = time.monotonic() + 10.0
+            while time.monotonic() < end:
+                started = time.monotonic()
+                sender.send_once()
+                durations.append(time.monotonic() - started)
+                time.sleep(sender.interval)
+
+        thread = threading.Thread(target=send)
         thread.start()
-        self.addCleanup(thread.join, 5)
-        self.addCleanup(stop.set)
-        last = time.monotonic()
-        worst = 0.0
-        end = last + 15.0
-        while time.monotonic() < end:
+        thread.join(30)
+        received = 0
+        while True:
             try:
                 receiver.recv(2048)
-            except OSError:
-                pass
-            now = time.monotonic()
-            worst, last = max(worst, now - last), now
-        # A heartbeat interval, and scheduling: not the seconds a blocked
-        # send waits for the unreachable detector's queue to drain.
-        self.assertLess(worst, 0.3)
+            except BlockingIOError:
+                break
+            received += 1
+        # A blocking socket waited here for seconds, until the neighbour
+        # queue of the unreachable detector was dropped.
+        self.assertLess(max(durations), 0.1)
         self.assertGreater(sender.dropped, 0)
+        self.assertGreater(received, 0)
